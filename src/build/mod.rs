@@ -1,0 +1,4 @@
+//! Stage 3: `Lock` -> `Image`: verified `.deb`s installed into content-addressed layers.
+//!
+//! Not built yet; `env build` reports that it is not available (see the book's architecture
+//! chapter for the plan).

@@ -1,0 +1,231 @@
+//! The `env` command: argument parsing and one function per subcommand.
+
+mod check;
+mod completions;
+mod init;
+mod inspect;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+pub use report::Failure;
+
+/// envkit: declarative, reproducible development environments.
+///
+/// With one of the subcommands below, `env` is envkit. With anything else (no argument, `-i`,
+/// `NAME=value`, a program name) it runs the system `env` with the same arguments.
+#[derive(Debug, Parser)]
+#[command(name = "env", version, about, long_about, propagate_version = true)]
+pub struct Cli {
+    /// Use this env file instead of `env.kdl` in the current folder or a parent.
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented env.kdl for the current folder.
+    Init(init::InitArgs),
+    /// Validate env.kdl and every peer it names.
+    Check,
+    /// Resolve packages into env.lock.
+    Lock {
+        /// Fail (exit 1) if env.lock does not match env.kdl, instead of writing it.
+        #[arg(long)]
+        check: bool,
+        /// Move these packages (all when none are named) to the newest versions.
+        #[arg(long, num_args = 0.., value_name = "PKG")]
+        update: Option<Vec<String>>,
+        /// Fetch fresh indexes from the mirror.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Build the image from env.lock.
+    Build {
+        /// Print which layers are cached and which would be built.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List built images.
+    Images {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute every layer's digest and report what differs.
+    Verify,
+    /// Open an interactive shell in the environment.
+    Shell {
+        /// Be root inside the environment.
+        #[arg(long)]
+        root: bool,
+    },
+    /// Run one command in the environment.
+    Run {
+        /// Be root inside the environment.
+        #[arg(long)]
+        root: bool,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Start every peer in the background.
+    Up,
+    /// Stop the peers.
+    Down {
+        /// Also delete their volumes.
+        #[arg(long)]
+        volumes: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List running peers and sessions.
+    Ps {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a peer's output.
+    Logs {
+        /// The peer (all when omitted).
+        peer: Option<String>,
+        /// Keep printing new output.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Write the image as an OCI archive.
+    Export {
+        /// Where to write the archive.
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// Delete layers and downloads nothing needs.
+    Gc,
+    /// Manage named volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Take back files that root inside an environment created in a mount.
+    FixOwner,
+    /// Show the validated spec (and later its lock and image).
+    Inspect(inspect::InspectArgs),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// List volumes.
+    Ls,
+    /// Delete a volume.
+    Rm {
+        /// The volume's name.
+        name: String,
+    },
+}
+
+/// Names (and aliases) the first argument must match for the command line to be envkit's.
+pub fn subcommand_names() -> Vec<String> {
+    let command = Cli::command();
+    let mut names = vec!["help".to_string()];
+    for sub in command.get_subcommands() {
+        names.push(sub.get_name().to_string());
+        names.extend(sub.get_all_aliases().map(str::to_string));
+    }
+    names
+}
+
+/// The program: passthrough to the system `env`, or envkit.
+pub fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if !crate::passthrough::is_envkit_invocation(
+        argv.get(1).map(|a| a.as_os_str()),
+        &subcommand_names(),
+    ) {
+        let error = crate::passthrough::exec_system_env(argv);
+        return report::exec_failed(&error);
+    }
+    let cli = Cli::parse_from(argv);
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => report::render(&failure),
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<(), Failure> {
+    let file = cli.file.as_deref();
+    match cli.command {
+        Command::Init(args) => init::run(&args, file),
+        Command::Check => check::run(file),
+        Command::Inspect(args) => inspect::run(&args, file),
+        Command::Completions(args) => completions::run(&args),
+        Command::Lock { .. } => Err(Failure::unavailable(
+            "lock",
+            "resolving packages into env.lock",
+        )),
+        Command::Build { .. } => Err(Failure::unavailable("build", "building images")),
+        Command::Images { .. } => Err(Failure::unavailable("images", "the image store")),
+        Command::Verify => Err(Failure::unavailable("verify", "the image store")),
+        Command::Shell { .. } => Err(Failure::unavailable("shell", "entering environments")),
+        Command::Run { .. } => Err(Failure::unavailable("run", "entering environments")),
+        Command::Up => Err(Failure::unavailable("up", "peers")),
+        Command::Down { .. } => Err(Failure::unavailable("down", "peers")),
+        Command::Ps { .. } => Err(Failure::unavailable("ps", "peers and sessions")),
+        Command::Logs { .. } => Err(Failure::unavailable("logs", "peers")),
+        Command::Export { .. } => Err(Failure::unavailable("export", "the image store")),
+        Command::Gc => Err(Failure::unavailable("gc", "the image store")),
+        Command::Volume(_) => Err(Failure::unavailable("volume", "volumes")),
+        Command::FixOwner => Err(Failure::unavailable("fix-owner", "entering environments")),
+    }
+}
+
+/// Finds and loads the env file: `-f FILE`, else `env.kdl` here or in a parent. Prints the
+/// warnings.
+fn load_spec(file: Option<&std::path::Path>) -> Result<crate::spec::Loaded, Failure> {
+    let path = match file {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let cwd = std::env::current_dir()
+                .map_err(|e| Failure::io("cannot read the current folder", e))?;
+            crate::spec::discover(&cwd)?
+        }
+    };
+    let loaded = crate::spec::load(&path)?;
+    for warning in &loaded.warnings {
+        report::print_diagnostic(warning);
+    }
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_is_an_envkit_word() {
+        let names = subcommand_names();
+        for expected in [
+            "init",
+            "check",
+            "lock",
+            "run",
+            "volume",
+            "inspect",
+            "completions",
+            "help",
+        ] {
+            assert!(names.iter().any(|n| n == expected), "{expected}");
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! How failures reach the user: one renderer, one exit code per kind of failure.
+//!
+//! Messages follow one rule: lowercase first word, no final period, literals in backticks, and
+//! an optional `hint:` saying what to do next.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
+
+use crate::spec::SpecError;
+
+/// Exit code for input the user can fix: a bad env file, a wrong argument, a missing feature.
+pub const EXIT_USER_ERROR: u8 = 2;
+/// Exit code for an operation that failed although the input was fine (I/O, network).
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code when the system `env` could not be started, as a shell reports a missing command.
+pub const EXIT_EXEC_FAILED: u8 = 127;
+
+/// Why a subcommand did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("{message}")]
+    User {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{message}")]
+    Io {
+        message: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`env {command}` is not available yet: {what} is not built in this version of envkit")]
+    Unavailable {
+        command: &'static str,
+        what: &'static str,
+    },
+}
+
+impl Failure {
+    pub fn unavailable(command: &'static str, what: &'static str) -> Self {
+        Failure::Unavailable { command, what }
+    }
+
+    pub fn user(message: impl Into<String>, hint: Option<String>) -> Self {
+        Failure::User {
+            message: message.into(),
+            hint,
+        }
+    }
+
+    pub fn io(message: impl Into<String>, source: std::io::Error) -> Self {
+        Failure::Io {
+            message: message.into(),
+            source,
+        }
+    }
+
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Spec(SpecError::Read { .. }) | Failure::Io { .. } => EXIT_FAILURE,
+            Failure::Spec(_) | Failure::User { .. } | Failure::Unavailable { .. } => {
+                EXIT_USER_ERROR
+            }
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Failure::Spec(error) => error.hint(),
+            Failure::User { hint, .. } => hint.clone(),
+            Failure::Io { .. } => None,
+            Failure::Unavailable { .. } => Some(
+                "available now: `env init`, `env check`, `env inspect` and `env completions`"
+                    .into(),
+            ),
+        }
+    }
+}
+
+fn wants_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+fn handler() -> GraphicalReportHandler {
+    let mut theme = if wants_color() {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    // Words rather than symbols: they survive CI logs and are what people search for.
+    theme.characters.error = "error:".into();
+    theme.characters.warning = "warning:".into();
+    let width = if std::io::stderr().is_terminal() {
+        terminal_width()
+    } else {
+        100
+    };
+    GraphicalReportHandler::new_themed(theme)
+        .with_width(width)
+        .with_links(false)
+}
+
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100)
+}
+
+/// Prints one diagnostic about an env file, with its source line and marker, to stderr.
+pub fn print_diagnostic(diagnostic: &dyn Diagnostic) {
+    let mut out = String::new();
+    if handler().render_report(&mut out, diagnostic).is_err() {
+        out = format!("{diagnostic}\n");
+    }
+    eprint!("{out}");
+}
+
+/// Prints the failure to stderr and returns its exit code.
+pub fn render(failure: &Failure) -> ExitCode {
+    match failure {
+        Failure::Spec(SpecError::Invalid { diagnostics }) => {
+            for diagnostic in diagnostics {
+                print_diagnostic(diagnostic);
+            }
+            if diagnostics.len() > 1 {
+                eprintln!("error: {failure}");
+            }
+        }
+        _ => {
+            eprintln!("error: {failure}");
+            let mut cause = std::error::Error::source(failure);
+            while let Some(error) = cause {
+                eprintln!("  caused by: {error}");
+                cause = error.source();
+            }
+            if let Some(hint) = failure.hint() {
+                eprintln!("\nhint: {hint}");
+            }
+        }
+    }
+    ExitCode::from(failure.exit_code())
+}
+
+/// Reports that the system `env` could not be executed.
+pub fn exec_failed(error: &std::io::Error) -> ExitCode {
+    eprintln!("env: cannot run the system `env`: {error}");
+    ExitCode::from(EXIT_EXEC_FAILED)
+}

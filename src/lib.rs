@@ -1,0 +1,25 @@
+//! envkit: declarative, reproducible development environments for Linux.
+//!
+//! # The pipeline
+//! ```text
+//! env.kdl --spec--> Spec --solve--> Lock (env.lock) --build--> Image --run--> a session
+//! ```
+//! Each stage is one module that takes only the previous stage's output type:
+//! - [`spec`]: parse and validate `env.kdl`, follow peers, canonical hash.
+//! - [`solve`]: Debian indexes and dependency resolution into `env.lock`.
+//! - [`build`]: verified `.deb`s installed into content-addressed layers.
+//! - [`run`]: namespaces, mounts, volumes, sessions and peers.
+//!
+//! [`cli`] is the `env` command on top of them; [`passthrough`] keeps the system `env` working
+//! when the binary is installed under that name.
+//!
+//! # Files envkit reads and writes
+//! - `env.kdl` (read): the project's environment, found in the current folder or a parent.
+//! - `env.lock` (written by `env lock`, read by everything after): pinned packages.
+
+pub mod build;
+pub mod cli;
+pub mod passthrough;
+pub mod run;
+pub mod solve;
+pub mod spec;
