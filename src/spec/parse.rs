@@ -183,6 +183,10 @@ fn read_document(
             "network" => draft.network(reader, node),
             "shell" => draft.shell(reader, node),
             unknown => {
+                // `FROM "debian:..."` is a misspelt base: one error is enough.
+                if suggest::did_you_mean(unknown, NODE_NAMES) == Some("base") {
+                    draft.base_given = true;
+                }
                 let error = reader
                     .error(
                         format!("unknown node `{unknown}`"),
@@ -203,7 +207,7 @@ struct Draft {
     seen: HashMap<String, SourceSpan>,
     name: Option<String>,
     base: Option<Base>,
-    base_missing_reported: bool,
+    base_given: bool,
     mirror: Option<Mirror>,
     packages: Vec<Spanned<String>>,
     recommends: bool,
@@ -240,15 +244,14 @@ impl Draft {
     fn base(&mut self, reader: &mut Reader<'_>, node: &KdlNode) {
         reader.properties(node, &[]);
         reader.no_children(node);
-        match reader.one_string(node, "base \"debian:bookworm\"") {
-            Some(text) => match rules::base(&text.value) {
+        // Even an invalid base counts as given: it is reported where it was written.
+        self.base_given = true;
+        if let Some(text) = reader.one_string(node, "base \"debian:bookworm\"") {
+            match rules::base(&text.value) {
                 Ok(base) => self.base = Some(base),
                 Err(broken) => report(reader, broken, text.span, "unsupported base"),
-            },
-            None => self.base_missing_reported = true,
+            }
         }
-        // An invalid base was reported where it was written; don't also call it missing.
-        self.base_missing_reported = true;
     }
 
     fn mirror(&mut self, reader: &mut Reader<'_>, node: &KdlNode, origin: &Origin) {
@@ -705,7 +708,7 @@ impl Draft {
         origin: &Origin,
         whole: SourceSpan,
     ) -> Option<ParsedSpec> {
-        if self.base.is_none() && !self.base_missing_reported {
+        if self.base.is_none() && !self.base_given {
             let start = SourceSpan::new(whole.offset().into(), 0);
             let error = reader
                 .error(

@@ -1,0 +1,18 @@
+//! End-to-end tests: they drive the built `env` binary as a user would.
+//!
+//! Modules, one per concern:
+//! - `passthrough`: `env` keeps behaving as coreutils `env` for non-envkit command lines.
+//! - `check`: diagnostics for every kind of mistake (snapshots) and valid files.
+//! - `inspect`: `env inspect --json` and the canonical hash's location independence.
+//! - `init`: `env init` and what it writes.
+//! - `envs`: every example in `envs/` passes `env check`.
+//! - `unavailable`: commands of later stages say so and exit 2.
+
+mod common;
+
+mod check;
+mod envs;
+mod init;
+mod inspect;
+mod passthrough;
+mod unavailable;
