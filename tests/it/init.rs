@@ -74,7 +74,7 @@ fn init_names_the_environment_after_the_folder() {
 fn init_without_a_terminal_takes_the_defaults() {
     let project = tempfile::tempdir().unwrap();
     std::fs::write(project.path().join("package.json"), "{}").unwrap();
-    let outcome = run(&mut envkit(project.path(), &["init"]).stdin(std::process::Stdio::null()));
+    let outcome = run(envkit(project.path(), &["init"]).stdin(std::process::Stdio::null()));
     assert_eq!(outcome.code, Some(0), "{}", outcome.transcript());
     let text = std::fs::read_to_string(project.path().join("env.kdl")).unwrap();
     assert!(text.contains("packages \"nodejs\" \"npm\""), "{text}");

@@ -8,6 +8,11 @@
 //! - `envs`: every example in `envs/` passes `env check`.
 //! - `unavailable`: commands of later stages say so and exit 2.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test on any setup error"
+)]
+
 mod common;
 
 mod check;
