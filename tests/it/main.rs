@@ -6,6 +6,7 @@
 //! - `inspect`: `env inspect --json` and the canonical hash's location independence.
 //! - `init`: `env init` and what it writes.
 //! - `envs`: every example in `envs/` passes `env check`.
+//! - `docs`: the generated command reference and the book's links.
 //! - `unavailable`: commands of later stages say so and exit 2.
 
 #![allow(
@@ -16,6 +17,7 @@
 mod common;
 
 mod check;
+mod docs;
 mod envs;
 mod init;
 mod inspect;
