@@ -163,7 +163,7 @@ impl Loader {
                 };
                 let error = DiagnosticBuilder::error(file, message, span, label).help(format!(
                     "looked for `{}`; paths are relative to the file that names them",
-                    path.display()
+                    display_name(path)
                 ));
                 self.diagnostics.push(error.build());
                 return None;
