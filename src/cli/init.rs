@@ -176,7 +176,8 @@ fn ask(suggested: Answers) -> Result<Answers, Failure> {
         .map_err(prompt_failed)?;
     let packages: String = dialoguer::Input::with_theme(&theme)
         .with_prompt("Debian packages (space-separated)")
-        .default(suggested.packages.join(" "))
+        // Pre-filled rather than a default, so adding one package keeps the suggestions.
+        .with_initial_text(suggested.packages.join(" "))
         .allow_empty(true)
         .validate_with(|input: &String| {
             input

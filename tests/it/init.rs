@@ -79,3 +79,46 @@ fn init_without_a_terminal_takes_the_defaults() {
     let text = std::fs::read_to_string(project.path().join("env.kdl")).unwrap();
     assert!(text.contains("packages \"nodejs\" \"npm\""), "{text}");
 }
+
+/// The prompts, driven through a real terminal: a rejected name is asked again, the suggested
+/// packages can be extended, and the chosen release is written.
+#[test]
+fn init_asks_on_a_terminal() {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(project.path().join("requirements.txt"), "pytest\n").unwrap();
+    let mut command = envkit(project.path(), &["init"]);
+    command.env("TERM", "xterm");
+    let mut session = rexpect::session::spawn_command(command, Some(20_000)).unwrap();
+    session.exp_string("Environment name").unwrap();
+    session.send_line("Bad Name").unwrap();
+    session.exp_string("lowercase").unwrap();
+    session.send(&"\x7f".repeat(12)).unwrap();
+    session.flush().unwrap();
+    session.send_line("mysvc").unwrap();
+    session.exp_string("Debian release").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    session.send("\x1b[B").unwrap(); // arrow down: the second release offered
+    session.flush().unwrap();
+    session.send_line("").unwrap();
+    session.exp_string("Debian packages").unwrap();
+    session.send_line(" git").unwrap();
+    session.exp_string("Mount this folder").unwrap();
+    // A single key is read in raw mode; give the prompt time to switch the terminal to it.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    session.send("n").unwrap();
+    session.flush().unwrap();
+    session.exp_string("wrote").unwrap();
+    session.exp_eof().unwrap();
+
+    let text = std::fs::read_to_string(project.path().join("env.kdl")).unwrap();
+    assert!(text.contains("name \"mysvc\""), "{text}");
+    assert!(text.contains("base \"debian:trixie\""), "{text}");
+    assert!(
+        text.contains("packages \"python3\" \"python3-pip\" \"python3-venv\" \"git\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("// mount \".\" at=\"/work\""),
+        "mount declined: {text}"
+    );
+}
