@@ -20,6 +20,7 @@
 pub mod build;
 pub mod cli;
 pub mod passthrough;
+pub mod paths;
 pub mod run;
 pub mod solve;
 pub mod spec;

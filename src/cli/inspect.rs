@@ -7,6 +7,8 @@ use clap::Parser;
 use serde_json::json;
 
 use super::{Failure, load_spec};
+use crate::solve::lockfile::Lock;
+use crate::solve::stage::{lock_path, read_lock};
 use crate::spec::{Spec, spec_hash};
 
 #[derive(Debug, Parser)]
@@ -19,11 +21,24 @@ pub struct InspectArgs {
 pub fn run(args: &InspectArgs, file: Option<&Path>) -> Result<(), Failure> {
     let loaded = load_spec(file)?;
     let spec = &loaded.spec;
+    let lock = read_lock(&lock_path(&spec.origin.file))?;
     let text = if args.json {
-        let document = json!({ "hash": spec_hash(spec), "spec": spec });
+        let mut document = json!({ "hash": spec_hash(spec), "spec": spec });
+        if let Some(lock) = &lock {
+            document["lock"] = lock_json(lock);
+        }
         format!("{document:#}\n")
     } else {
-        describe(spec)
+        let mut text = describe(spec);
+        if let Some(lock) = &lock {
+            text.push_str(&format!(
+                "{:<11}{} packages from {}\n",
+                "lock",
+                lock.packages.len(),
+                lock.release
+            ));
+        }
+        text
     };
     std::io::stdout()
         .write_all(text.as_bytes())
@@ -63,4 +78,27 @@ fn describe(spec: &Spec) -> String {
         line("peer", format!("{} ({})", peer.name, peer.spec.base));
     }
     out
+}
+
+/// The lock as DESIGN.md promises scripts: `{"release", "packages": [{"name", "version",
+/// "arch", "sha256", "layer", "requested"}]}`, plus the pool path and suite.
+fn lock_json(lock: &Lock) -> serde_json::Value {
+    let packages: Vec<serde_json::Value> = lock
+        .packages
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "version": p.version,
+                "arch": p.architecture,
+                "sha256": p.sha256,
+                "layer": p.layer,
+                "requested": p.requested,
+                "suite": p.suite,
+                "path": p.path,
+                "size": p.size,
+            })
+        })
+        .collect();
+    json!({ "release": lock.release, "architecture": lock.architecture, "packages": packages })
 }

@@ -4,6 +4,7 @@ mod check;
 mod completions;
 mod init;
 mod inspect;
+mod lock;
 mod report;
 
 use std::path::PathBuf;
@@ -35,17 +36,7 @@ pub enum Command {
     /// Validate env.kdl and every peer it names.
     Check,
     /// Resolve packages into env.lock.
-    Lock {
-        /// Fail (exit 1) if env.lock does not match env.kdl, instead of writing it.
-        #[arg(long)]
-        check: bool,
-        /// Move these packages (all when none are named) to the newest versions.
-        #[arg(long, num_args = 0.., value_name = "PKG")]
-        update: Option<Vec<String>>,
-        /// Fetch fresh indexes from the mirror.
-        #[arg(long)]
-        refresh: bool,
-    },
+    Lock(lock::LockArgs),
     /// Build the image from env.lock.
     Build {
         /// Print which layers are cached and which would be built.
@@ -165,10 +156,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Check => check::run(file),
         Command::Inspect(args) => inspect::run(&args, file),
         Command::Completions(args) => completions::run(&args),
-        Command::Lock { .. } => Err(Failure::unavailable(
-            "lock",
-            "resolving packages into env.lock",
-        )),
+        Command::Lock(args) => lock::run(&args, file),
         Command::Build { .. } => Err(Failure::unavailable("build", "building images")),
         Command::Images { .. } => Err(Failure::unavailable("images", "the image store")),
         Command::Verify => Err(Failure::unavailable("verify", "the image store")),

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
 
+use crate::solve::stage::SolveError;
 use crate::spec::SpecError;
 
 /// Exit code for input the user can fix: a bad env file, a wrong argument, a missing feature.
@@ -32,6 +33,13 @@ pub enum Failure {
         message: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error(transparent)]
+    Solve(#[from] crate::solve::stage::SolveError),
+    #[error("{message}")]
+    Stale {
+        message: String,
+        reasons: Vec<String>,
     },
     #[error("`env {command}` is not available yet: {what} is not built in this version of envkit")]
     Unavailable {
@@ -61,7 +69,13 @@ impl Failure {
 
     fn exit_code(&self) -> u8 {
         match self {
-            Failure::Spec(SpecError::Read { .. }) | Failure::Io { .. } => EXIT_FAILURE,
+            Failure::Spec(SpecError::Read { .. }) | Failure::Io { .. } | Failure::Stale { .. } => {
+                EXIT_FAILURE
+            }
+            Failure::Solve(
+                SolveError::Resolve { .. } | SolveError::Sources(_) | SolveError::BadLock { .. },
+            ) => EXIT_USER_ERROR,
+            Failure::Solve(_) => EXIT_FAILURE,
             Failure::Spec(_) | Failure::User { .. } | Failure::Unavailable { .. } => {
                 EXIT_USER_ERROR
             }
@@ -73,8 +87,10 @@ impl Failure {
             Failure::Spec(error) => error.hint(),
             Failure::User { hint, .. } => hint.clone(),
             Failure::Io { .. } => None,
+            Failure::Solve(error) => error.hint(),
+            Failure::Stale { .. } => Some("run `env lock` to update it, and commit the result".into()),
             Failure::Unavailable { .. } => Some(
-                "available now: `env init`, `env check`, `env inspect` and `env completions`"
+                "available now: `env init`, `env check`, `env lock`, `env inspect` and `env completions`"
                     .into(),
             ),
         }
@@ -134,6 +150,11 @@ pub fn render(failure: &Failure) -> ExitCode {
         _ => {
             eprintln!("error: {failure}");
             let mut cause = std::error::Error::source(failure);
+            if let Failure::Stale { reasons, .. } = failure {
+                for reason in reasons {
+                    eprintln!("  - {reason}");
+                }
+            }
             while let Some(error) = cause {
                 eprintln!("  caused by: {error}");
                 cause = error.source();

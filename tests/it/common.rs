@@ -72,3 +72,48 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Whether `ENVKIT_MUST_WORK=1` forbids skipping (CI sets it).
+pub fn must_work() -> bool {
+    std::env::var("ENVKIT_MUST_WORK").is_ok_and(|v| v == "1")
+}
+
+/// Whether a test that needs the host's Debian mirror can run: it can when the mirror answers;
+/// otherwise the test is skipped with a printed reason, unless `ENVKIT_MUST_WORK=1`.
+pub fn network_tier(what: &str) -> bool {
+    let mirrors = envkit::solve::sources::host_mirrors(Path::new("/etc/apt"));
+    let reachable = mirrors
+        .as_ref()
+        .ok()
+        .and_then(|m| host_and_port(&m.archive))
+        .is_some_and(|address| {
+            use std::net::ToSocketAddrs;
+            address
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .is_some_and(|a| {
+                    std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(5))
+                        .is_ok()
+                })
+        });
+    if reachable {
+        return true;
+    }
+    let reason =
+        format!("{what} needs the Debian mirror of the host's apt sources, which is not reachable");
+    assert!(!must_work(), "ENVKIT_MUST_WORK=1 but {reason}");
+    eprintln!("skipped: {reason}");
+    false
+}
+
+fn host_and_port(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    Some(if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:{default_port}")
+    })
+}

@@ -5,6 +5,7 @@
 //! - `check`: diagnostics for every kind of mistake (snapshots) and valid files.
 //! - `inspect`: `env inspect --json` and the canonical hash's location independence.
 //! - `init`: `env init` and what it writes.
+//! - `lock`: `env lock` on signed fixture repositories, and once on the real mirror.
 //! - `envs`: every example in `envs/` passes `env check`.
 //! - `docs`: the generated command reference and the book's links.
 //! - `unavailable`: commands of later stages say so and exit 2.
@@ -21,5 +22,6 @@ mod docs;
 mod envs;
 mod init;
 mod inspect;
+mod lock;
 mod passthrough;
 mod unavailable;

@@ -1,0 +1,32 @@
+//! Where envkit keeps its files (crate `directories`), each overridable for tests and CI.
+//!
+//! - cache (`ENVKIT_CACHE_DIR`, else the XDG cache dir): downloaded indexes and `.deb`s;
+//!   safe to delete.
+
+use std::path::PathBuf;
+
+/// The cache directory.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ENVKIT_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    directories::ProjectDirs::from("", "", "envkit")
+        .map(|dirs| dirs.cache_dir().to_path_buf())
+        .unwrap_or_else(|| std::env::temp_dir().join("envkit-cache"))
+}
+
+/// Debian's name for the architecture this binary runs on.
+pub fn debian_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "i386",
+        "arm" => "armhf",
+        "powerpc64" => "ppc64el",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        "mips64" => "mips64el",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}

@@ -1,0 +1,376 @@
+//! Getting files from a mirror (`http(s)://` or `file://`) into the cache, never half-written.
+//!
+//! Every download goes to a temporary file beside its destination and is renamed into place
+//! only once complete (and, for content-addressed files, verified), so an interrupted or
+//! failed fetch leaves the cache as it was.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot reach `{url}`: {reason}")]
+    Network { url: String, reason: String },
+    #[error("`{url}` answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("`{url}` does not match its signed checksum: expected sha256 {expected}, got {actual}")]
+    HashMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("cannot read `{url}`")]
+    Read {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write `{}` in the cache", path.display())]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The answer to a conditional request.
+#[derive(Debug)]
+pub enum Conditional {
+    /// New content (with validators for the next request).
+    Changed {
+        body: Vec<u8>,
+        validators: Validators,
+    },
+    /// What the cache holds is current.
+    NotModified,
+    /// The mirror does not have this file.
+    Missing,
+}
+
+/// HTTP validators remembered with a cached file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    /// Two lines, `etag` then `last-modified`, empty when unknown.
+    pub fn to_text(&self) -> String {
+        format!(
+            "{}\n{}\n",
+            self.etag.as_deref().unwrap_or(""),
+            self.last_modified.as_deref().unwrap_or("")
+        )
+    }
+
+    pub fn from_text(text: &str) -> Self {
+        let mut lines = text
+            .lines()
+            .map(|l| Some(l.to_string()).filter(|l| !l.is_empty()));
+        Validators {
+            etag: lines.next().flatten(),
+            last_modified: lines.next().flatten(),
+        }
+    }
+}
+
+/// Downloads with one shared HTTP agent.
+pub struct Fetcher {
+    agent: ureq::Agent,
+}
+
+impl Default for Fetcher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fetcher {
+    pub fn new() -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_recv_body(Some(Duration::from_secs(300)))
+            .user_agent(concat!("envkit/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Fetcher {
+            agent: config.into(),
+        }
+    }
+
+    /// GETs a small file (an `InRelease`), conditionally on `known` validators.
+    pub fn get_conditional(
+        &self,
+        url: &str,
+        known: &Validators,
+    ) -> Result<Conditional, FetchError> {
+        if let Some(path) = file_path(url) {
+            return match std::fs::read(&path) {
+                Ok(body) => Ok(Conditional::Changed {
+                    body,
+                    validators: Validators::default(),
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Conditional::Missing),
+                Err(source) => Err(FetchError::Read {
+                    url: url.to_string(),
+                    source,
+                }),
+            };
+        }
+        let mut request = self.agent.get(url);
+        if let Some(etag) = &known.etag {
+            request = request.header("If-None-Match", etag);
+        }
+        if let Some(modified) = &known.last_modified {
+            request = request.header("If-Modified-Since", modified);
+        }
+        let response = request.call().map_err(|e| network(url, &e))?;
+        match response.status().as_u16() {
+            304 => Ok(Conditional::NotModified),
+            404 | 410 => Ok(Conditional::Missing),
+            200 => {
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let validators = Validators {
+                    etag: header("etag"),
+                    last_modified: header("last-modified"),
+                };
+                let mut body = Vec::new();
+                response
+                    .into_body()
+                    .into_reader()
+                    .read_to_end(&mut body)
+                    .map_err(|source| FetchError::Read {
+                        url: url.to_string(),
+                        source,
+                    })?;
+                Ok(Conditional::Changed { body, validators })
+            }
+            status => Err(FetchError::Status {
+                url: url.to_string(),
+                status,
+            }),
+        }
+    }
+
+    /// Downloads `url` to `destination`, checking its SHA-256 on the way; the file appears
+    /// under its name only when complete and correct.
+    pub fn download_verified(
+        &self,
+        url: &str,
+        sha256: &str,
+        destination: &Path,
+    ) -> Result<(), FetchError> {
+        let reader: Box<dyn Read> = match file_path(url) {
+            Some(path) => {
+                Box::new(
+                    std::fs::File::open(&path).map_err(|source| FetchError::Read {
+                        url: url.to_string(),
+                        source,
+                    })?,
+                )
+            }
+            None => {
+                let response = self.agent.get(url).call().map_err(|e| network(url, &e))?;
+                let status = response.status().as_u16();
+                if status != 200 {
+                    return Err(FetchError::Status {
+                        url: url.to_string(),
+                        status,
+                    });
+                }
+                Box::new(response.into_body().into_reader())
+            }
+        };
+        write_atomically(destination, |file| {
+            let mut hasher = Sha256::new();
+            let mut reader = reader;
+            let mut buffer = vec![0u8; 1 << 16];
+            loop {
+                let read = reader
+                    .read(&mut buffer)
+                    .map_err(|source| FetchError::Read {
+                        url: url.to_string(),
+                        source,
+                    })?;
+                if read == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..read]);
+                file.write_all(&buffer[..read])
+                    .map_err(|source| FetchError::Cache {
+                        path: destination.to_path_buf(),
+                        source,
+                    })?;
+            }
+            let actual = hex(&hasher.finalize());
+            if !actual.eq_ignore_ascii_case(sha256) {
+                return Err(FetchError::HashMismatch {
+                    url: url.to_string(),
+                    expected: sha256.to_string(),
+                    actual,
+                });
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Writes `destination` through `fill` into a temporary file, then renames it into place;
+/// on any error the temporary file is removed and `destination` is untouched.
+pub fn write_atomically(
+    destination: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<(), FetchError>,
+) -> Result<(), FetchError> {
+    let cache_error = |source| FetchError::Cache {
+        path: destination.to_path_buf(),
+        source,
+    };
+    let dir = destination.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(cache_error)?;
+    let temporary = dir.join(format!(
+        ".{}.partial-{}",
+        destination
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("download"),
+        std::process::id()
+    ));
+    let result = std::fs::File::create(&temporary)
+        .map_err(cache_error)
+        .and_then(|mut file| {
+            fill(&mut file)?;
+            file.sync_all().map_err(cache_error)
+        });
+    match result {
+        Ok(()) => std::fs::rename(&temporary, destination).map_err(cache_error),
+        Err(error) => {
+            let _ = std::fs::remove_file(&temporary);
+            Err(error)
+        }
+    }
+}
+
+/// Writes bytes atomically (see [`write_atomically`]).
+pub fn write_bytes_atomically(destination: &Path, bytes: &[u8]) -> Result<(), FetchError> {
+    write_atomically(destination, |file| {
+        file.write_all(bytes).map_err(|source| FetchError::Cache {
+            path: destination.to_path_buf(),
+            source,
+        })
+    })
+}
+
+/// The local path of a `file://` URL.
+fn file_path(url: &str) -> Option<PathBuf> {
+    url.strip_prefix("file://").map(PathBuf::from)
+}
+
+fn network(url: &str, error: &ureq::Error) -> FetchError {
+    FetchError::Network {
+        url: url.to_string(),
+        reason: error.to_string(),
+    }
+}
+
+/// Lowercase hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// SHA-256 of bytes, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verified_downloads_from_file_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("Packages.gz");
+        std::fs::write(&source, b"content").unwrap();
+        let url = format!("file://{}", source.display());
+        let fetcher = Fetcher::new();
+        let good = dir.path().join("cache/good");
+        fetcher
+            .download_verified(&url, &sha256_hex(b"content"), &good)
+            .unwrap();
+        assert_eq!(std::fs::read(&good).unwrap(), b"content");
+
+        let bad = dir.path().join("cache/bad");
+        let error = fetcher
+            .download_verified(&url, &sha256_hex(b"other"), &bad)
+            .unwrap_err();
+        assert!(matches!(error, FetchError::HashMismatch { .. }), "{error}");
+        assert!(!bad.exists(), "nothing under the real name");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "no partial files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn conditional_get_of_file_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("InRelease"), b"x").unwrap();
+        let fetcher = Fetcher::new();
+        let url = format!("file://{}/InRelease", dir.path().display());
+        assert!(matches!(
+            fetcher
+                .get_conditional(&url, &Validators::default())
+                .unwrap(),
+            Conditional::Changed { .. }
+        ));
+        let missing = format!("file://{}/nope", dir.path().display());
+        assert!(matches!(
+            fetcher
+                .get_conditional(&missing, &Validators::default())
+                .unwrap(),
+            Conditional::Missing
+        ));
+    }
+
+    #[test]
+    fn validators_round_trip() {
+        let v = Validators {
+            etag: Some("\"abc\"".into()),
+            last_modified: None,
+        };
+        assert_eq!(Validators::from_text(&v.to_text()), v);
+    }
+
+    #[test]
+    fn unreachable_hosts_name_the_url() {
+        let error = Fetcher::new()
+            .get_conditional(
+                "http://127.0.0.1:9/dists/x/InRelease",
+                &Validators::default(),
+            )
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot reach `http://127.0.0.1:9/dists/x/InRelease`"),
+            "{error}"
+        );
+    }
+}

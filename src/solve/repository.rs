@@ -1,0 +1,248 @@
+//! A release's package index, from the mirror or the cache: `InRelease` verified against the
+//! keyring, `Packages` checked against the signed `Release`, parsed into an [`Index`].
+//!
+//! Cache layout (under the cache directory; safe to delete):
+//! ```text
+//! indexes-v1/suites/<key>/InRelease    as served, kept only once verified
+//! indexes-v1/suites/<key>/Release      its verified, signed text
+//! indexes-v1/suites/<key>/validators   ETag and Last-Modified for conditional requests
+//! indexes-v1/packages/<sha256>         compressed Packages files, by the hash Release gives
+//! ```
+//! where `<key>` is derived from the suite's URL. Nothing is written before it is verified, so
+//! a bad signature or checksum leaves the cache as it was.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::fetch::{Conditional, FetchError, Fetcher, Validators, write_bytes_atomically};
+use super::index::Index;
+use super::lockfile::LockedIndex;
+use super::openpgp::{Keyring, OpenPgpError, verify_cleartext};
+use super::release::{Release, ReleaseError};
+use super::sources::{Mirrors, SuitePlan};
+
+/// The component envkit reads.
+pub const COMPONENT: &str = "main";
+
+/// Whether to ask the mirror for newer indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Conditional requests for every suite (`env lock`, `--refresh`).
+    Refresh,
+    /// Use cached indexes; go to the mirror only for what the cache lacks.
+    Cached,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("the mirror does not serve `{release}`: `{url}` is missing")]
+    ReleaseNotServed { release: String, url: String },
+    #[error("`{url}` failed verification")]
+    Signature {
+        url: String,
+        #[source]
+        source: OpenPgpError,
+    },
+    #[error("`{url}` is not a valid Release file")]
+    BadRelease {
+        url: String,
+        #[source]
+        source: ReleaseError,
+    },
+    #[error("`{url}` lists no {COMPONENT}/binary-{architecture} package index")]
+    NoPackagesIndex { url: String, architecture: String },
+    #[error("cannot decompress `{url}`")]
+    Decompress {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A release's index and the signed facts it came from.
+#[derive(Debug, Clone)]
+pub struct ReleaseIndex {
+    pub index: Index,
+    pub indexes: Vec<LockedIndex>,
+}
+
+/// Reads indexes of one release.
+pub struct Repository<'a> {
+    pub mirrors: &'a Mirrors,
+    pub keyring: &'a Keyring,
+    /// Shown in signature errors.
+    pub keyring_name: String,
+    pub cache_dir: &'a Path,
+    pub fetcher: &'a Fetcher,
+}
+
+impl Repository<'_> {
+    /// The index of `release` for `architecture`: the highest version of each package across
+    /// the release's suites.
+    pub fn load(
+        &self,
+        release: &str,
+        architecture: &str,
+        freshness: Freshness,
+    ) -> Result<ReleaseIndex, RepositoryError> {
+        let mut index = Index::new(architecture);
+        let mut indexes = Vec::new();
+        for plan in self.mirrors.plan(release) {
+            let Some(signed) = self.release_file(&plan, freshness)? else {
+                if plan.required {
+                    return Err(RepositoryError::ReleaseNotServed {
+                        release: release.to_string(),
+                        url: in_release_url(&plan),
+                    });
+                }
+                continue;
+            };
+            let file = signed
+                .packages_index(COMPONENT, architecture)
+                .cloned()
+                .ok_or_else(|| RepositoryError::NoPackagesIndex {
+                    url: in_release_url(&plan),
+                    architecture: architecture.to_string(),
+                })?;
+            let text = self.packages_text(&plan, &signed, &file)?;
+            index.add_packages(&plan.suite, &text);
+            indexes.push(LockedIndex {
+                suite: plan.suite.clone(),
+                date: signed.date.clone(),
+                path: file.path.clone(),
+                sha256: file.sha256.clone(),
+            });
+        }
+        Ok(ReleaseIndex { index, indexes })
+    }
+
+    fn suite_dir(&self, plan: &SuitePlan) -> PathBuf {
+        let key = blake3::hash(in_release_url(plan).as_bytes()).to_hex();
+        self.cache_dir.join("indexes-v1/suites").join(&key[..32])
+    }
+
+    /// The suite's verified Release, or `None` when the mirror does not have the suite.
+    fn release_file(
+        &self,
+        plan: &SuitePlan,
+        freshness: Freshness,
+    ) -> Result<Option<Release>, RepositoryError> {
+        let dir = self.suite_dir(plan);
+        let url = in_release_url(plan);
+        let cached = std::fs::read_to_string(dir.join("Release")).ok();
+        if let (Freshness::Cached, Some(text)) = (freshness, &cached) {
+            return parse_release(&url, text).map(Some);
+        }
+        let validators = match &cached {
+            Some(_) => std::fs::read_to_string(dir.join("validators"))
+                .map(|t| Validators::from_text(&t))
+                .unwrap_or_default(),
+            None => Validators::default(),
+        };
+        match self.fetcher.get_conditional(&url, &validators)? {
+            Conditional::Missing => Ok(None),
+            Conditional::NotModified => match &cached {
+                Some(text) => parse_release(&url, text).map(Some),
+                // A 304 without a cached copy cannot happen unless the cache was damaged
+                // between reads: ask again without validators.
+                None => self.release_file_unconditional(plan),
+            },
+            Conditional::Changed { body, validators } => {
+                self.accept_release(plan, &body, &validators).map(Some)
+            }
+        }
+    }
+
+    fn release_file_unconditional(
+        &self,
+        plan: &SuitePlan,
+    ) -> Result<Option<Release>, RepositoryError> {
+        match self
+            .fetcher
+            .get_conditional(&in_release_url(plan), &Validators::default())?
+        {
+            Conditional::Changed { body, validators } => {
+                self.accept_release(plan, &body, &validators).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Verifies a downloaded InRelease and only then stores it.
+    fn accept_release(
+        &self,
+        plan: &SuitePlan,
+        body: &[u8],
+        validators: &Validators,
+    ) -> Result<Release, RepositoryError> {
+        let url = in_release_url(plan);
+        let text =
+            verify_cleartext(body, self.keyring).map_err(|source| RepositoryError::Signature {
+                url: url.clone(),
+                source,
+            })?;
+        let release = parse_release(&url, &text)?;
+        let dir = self.suite_dir(plan);
+        write_bytes_atomically(&dir.join("InRelease"), body)?;
+        write_bytes_atomically(&dir.join("Release"), text.as_bytes())?;
+        write_bytes_atomically(&dir.join("validators"), validators.to_text().as_bytes())?;
+        Ok(release)
+    }
+
+    /// The decompressed text of a Packages index, downloaded into the cache by hash if needed.
+    fn packages_text(
+        &self,
+        plan: &SuitePlan,
+        release: &Release,
+        file: &super::release::IndexFile,
+    ) -> Result<String, RepositoryError> {
+        let cached = self
+            .cache_dir
+            .join("indexes-v1/packages")
+            .join(&file.sha256);
+        let dists = format!("{}/dists/{}", plan.url, plan.suite);
+        let url = if release.acquire_by_hash {
+            let dir = file.path.rsplit_once('/').map_or("", |(dir, _)| dir);
+            format!("{dists}/{dir}/by-hash/SHA256/{}", file.sha256)
+        } else {
+            format!("{dists}/{}", file.path)
+        };
+        if !cached.is_file() {
+            self.fetcher
+                .download_verified(&url, &file.sha256, &cached)?;
+        }
+        let compressed = std::fs::File::open(&cached).map_err(|source| FetchError::Read {
+            url: url.clone(),
+            source,
+        })?;
+        let mut reader: Box<dyn Read> = if file.path.ends_with(".xz") {
+            Box::new(liblzma::read::XzDecoder::new(std::io::BufReader::new(
+                compressed,
+            )))
+        } else if file.path.ends_with(".gz") {
+            Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(
+                compressed,
+            )))
+        } else {
+            Box::new(compressed)
+        };
+        let mut text = String::new();
+        reader
+            .read_to_string(&mut text)
+            .map_err(|source| RepositoryError::Decompress { url, source })?;
+        Ok(text)
+    }
+}
+
+fn in_release_url(plan: &SuitePlan) -> String {
+    format!("{}/dists/{}/InRelease", plan.url, plan.suite)
+}
+
+fn parse_release(url: &str, text: &str) -> Result<Release, RepositoryError> {
+    Release::parse(text).map_err(|source| RepositoryError::BadRelease {
+        url: url.to_string(),
+        source,
+    })
+}
