@@ -8,7 +8,10 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::deb822;
+use super::lazy::LazyPackages;
 use super::version::{Relation, Version};
 
 /// An interned package name (real or virtual).
@@ -17,7 +20,7 @@ pub type NameId = u32;
 pub type PackageId = u32;
 
 /// Priority, in apt's order of preference among providers of a virtual package.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Priority {
     Required,
     Important,
@@ -41,7 +44,7 @@ impl Priority {
 }
 
 /// `Multi-Arch:` of a package.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum MultiArch {
     #[default]
     No,
@@ -51,7 +54,7 @@ pub enum MultiArch {
 }
 
 /// One alternative of a relation: `name[:any] [(op version)]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dependency {
     pub name: NameId,
     pub constraint: Option<(Relation, Version)>,
@@ -61,7 +64,7 @@ pub struct Dependency {
 pub type Group = Vec<Dependency>;
 
 /// A candidate package.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Package {
     pub name: NameId,
     pub version: Version,
@@ -84,12 +87,39 @@ pub struct Package {
     pub suite: usize,
 }
 
+/// What the base set is chosen by, kept decoded for every package so choosing it does not
+/// decode the whole index.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Head {
+    pub name: NameId,
+    pub essential: bool,
+    pub priority: Priority,
+}
+
+impl Head {
+    fn of(package: &Package) -> Self {
+        Head {
+            name: package.name,
+            essential: package.essential,
+            priority: package.priority,
+        }
+    }
+}
+
 /// All candidates of one release for one architecture.
+///
+/// Saved into the cache (see `repository`), so a warm `env lock` skips decompressing and
+/// parsing tens of megabytes of `Packages`; loading it back decodes packages lazily.
 #[derive(Debug, Clone, Default)]
 pub struct Index {
     names: Vec<String>,
+    /// For interning while an index is built; empty in a loaded index, which looks names up
+    /// in `sorted` instead (building a map of 100,000 names would cost more than a solve).
     ids: HashMap<String, NameId>,
-    packages: Vec<Package>,
+    /// Name ids in name order, for binary search in a loaded index.
+    sorted: Vec<NameId>,
+    packages: LazyPackages,
+    heads: Vec<Head>,
     /// NameId -> the real package of that name, if any.
     by_name: Vec<Option<PackageId>>,
     /// NameId -> packages providing it (not counting the package of that name itself).
@@ -101,6 +131,23 @@ pub struct Index {
     superseded: Vec<Package>,
 }
 
+/// Marks (and versions) the cache format: a new layout gets a new magic.
+const CACHE_MAGIC: &[u8] = b"envkit-index-v1\n";
+
+/// Everything but the packages themselves, decoded eagerly on load.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    names: Vec<String>,
+    sorted: Vec<NameId>,
+    heads: Vec<Head>,
+    by_name: Vec<Option<PackageId>>,
+    providers: Vec<Vec<PackageId>>,
+    suites: Vec<String>,
+    native_architecture: String,
+    superseded: Vec<Package>,
+    offsets: Vec<u32>,
+}
+
 impl Index {
     /// An empty index for `architecture` (e.g. `amd64`); `all` packages are always included.
     pub fn new(architecture: &str) -> Self {
@@ -110,12 +157,96 @@ impl Index {
         }
     }
 
+    /// The index as bytes for the cache: a checksummed header with everything but the
+    /// packages, then each package encoded on its own.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let (packages, offsets) = self.packages.encode();
+        let mut sorted: Vec<NameId> = (0..self.names.len() as NameId).collect();
+        sorted.sort_unstable_by(|a, b| self.names[*a as usize].cmp(&self.names[*b as usize]));
+        let header = Header {
+            names: self.names.clone(),
+            sorted,
+            heads: self.heads.clone(),
+            by_name: self.by_name.clone(),
+            providers: self.providers.clone(),
+            suites: self.suites.clone(),
+            native_architecture: self.native_architecture.clone(),
+            superseded: self.superseded.clone(),
+            offsets,
+        };
+        // Plain data of strings, numbers and vectors: serialising cannot fail.
+        let header = postcard::to_stdvec(&header).unwrap_or_default();
+        let mut body = Vec::with_capacity(8 + header.len() + packages.len());
+        body.extend((header.len() as u64).to_le_bytes());
+        body.extend(header);
+        body.extend(packages);
+        let mut out = Vec::with_capacity(CACHE_MAGIC.len() + 32 + body.len());
+        out.extend(CACHE_MAGIC);
+        out.extend(blake3::hash(&body).as_bytes());
+        out.extend(body);
+        out
+    }
+
+    /// An index read back from [`Index::to_bytes`]; `None` when the bytes are not one (a cache
+    /// written by another envkit version, or damaged).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Index> {
+        let rest = bytes.strip_prefix(CACHE_MAGIC)?;
+        let (checksum, body) = rest.split_at_checked(32)?;
+        if blake3::hash(body).as_bytes() != checksum {
+            return None;
+        }
+        let (length, body) = body.split_at_checked(8)?;
+        let length = usize::try_from(u64::from_le_bytes(length.try_into().ok()?)).ok()?;
+        let (header, packages) = body.split_at_checked(length)?;
+        let header: Header = postcard::from_bytes(header).ok()?;
+        let names = header.names.len();
+        let packages = LazyPackages::from_encoded(packages.into(), header.offsets)?;
+        let consistent = header.by_name.len() == names
+            && header.providers.len() == names
+            && packages.len() == header.heads.len()
+            && header.heads.iter().all(|h| (h.name as usize) < names)
+            && header
+                .by_name
+                .iter()
+                .flatten()
+                .chain(header.providers.iter().flatten())
+                .all(|p| (*p as usize) < packages.len());
+        if !consistent {
+            return None;
+        }
+        if header.sorted.len() != names || header.sorted.iter().any(|id| (*id as usize) >= names) {
+            return None;
+        }
+        Some(Index {
+            names: header.names,
+            ids: HashMap::new(),
+            sorted: header.sorted,
+            packages,
+            heads: header.heads,
+            by_name: header.by_name,
+            providers: header.providers,
+            suites: header.suites,
+            native_architecture: header.native_architecture,
+            superseded: header.superseded,
+        })
+    }
+
     pub fn architecture(&self) -> &str {
         &self.native_architecture
     }
 
     /// Interns `name`.
     pub fn intern(&mut self, name: &str) -> NameId {
+        if self.ids.is_empty() && !self.names.is_empty() {
+            // A loaded index grows again: switch back to the map.
+            self.ids = self
+                .names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i as NameId))
+                .collect();
+            self.sorted.clear();
+        }
         if let Some(&id) = self.ids.get(name) {
             return id;
         }
@@ -128,7 +259,13 @@ impl Index {
     }
 
     pub fn name_id(&self, name: &str) -> Option<NameId> {
-        self.ids.get(name).copied()
+        if !self.ids.is_empty() || self.sorted.is_empty() {
+            return self.ids.get(name).copied();
+        }
+        self.sorted
+            .binary_search_by(|id| self.names[*id as usize].as_str().cmp(name))
+            .ok()
+            .map(|position| self.sorted[position])
     }
 
     pub fn name(&self, id: NameId) -> &str {
@@ -141,14 +278,15 @@ impl Index {
     }
 
     pub fn package(&self, id: PackageId) -> &Package {
-        &self.packages[id as usize]
+        self.packages.get(id as usize)
     }
 
-    pub fn packages(&self) -> impl Iterator<Item = (PackageId, &Package)> {
-        self.packages
+    /// What every package's base-set membership depends on, without decoding packages.
+    pub fn heads(&self) -> impl Iterator<Item = (PackageId, Head)> + '_ {
+        self.heads
             .iter()
             .enumerate()
-            .map(|(i, p)| (i as PackageId, p))
+            .map(|(i, h)| (i as PackageId, *h))
     }
 
     pub fn len(&self) -> usize {
@@ -156,7 +294,7 @@ impl Index {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.packages.is_empty()
+        self.packages.len() == 0
     }
 
     /// The real package called `name`.
@@ -188,7 +326,7 @@ impl Index {
     fn insert(&mut self, package: Package) {
         let slot = package.name as usize;
         match self.by_name[slot] {
-            Some(existing) if self.packages[existing as usize].version >= package.version => {
+            Some(existing) if self.package(existing).version >= package.version => {
                 self.superseded.push(package);
             }
             Some(existing) => {
@@ -197,6 +335,7 @@ impl Index {
             }
             None => {
                 let id = PackageId::try_from(self.packages.len()).unwrap_or(PackageId::MAX);
+                self.heads.push(Head::of(&package));
                 self.packages.push(package);
                 self.by_name[slot] = Some(id);
                 self.register_provides(id);
@@ -207,7 +346,8 @@ impl Index {
     /// Puts `package` in `id`'s place and returns what was there.
     fn replace(&mut self, id: PackageId, package: Package) -> Package {
         self.unregister_provides(id);
-        let previous = std::mem::replace(&mut self.packages[id as usize], package);
+        self.heads[id as usize] = Head::of(&package);
+        let previous = self.packages.replace(id as usize, package);
         self.register_provides(id);
         previous
     }
@@ -218,12 +358,14 @@ impl Index {
         let Some(id) = self.name_id(name).and_then(|n| self.by_name(n)) else {
             return false;
         };
-        if self.packages[id as usize].version.to_string() == version {
+        if self.package(id).version.to_string() == version {
             return true;
         }
-        let Some(position) = self.superseded.iter().position(|p| {
-            p.name == self.packages[id as usize].name && p.version.to_string() == version
-        }) else {
+        let Some(position) = self
+            .superseded
+            .iter()
+            .position(|p| p.name == self.package(id).name && p.version.to_string() == version)
+        else {
             return false;
         };
         let pinned = self.superseded.swap_remove(position);
@@ -233,11 +375,7 @@ impl Index {
     }
 
     fn register_provides(&mut self, id: PackageId) {
-        let provided: Vec<NameId> = self.packages[id as usize]
-            .provides
-            .iter()
-            .map(|(n, _)| *n)
-            .collect();
+        let provided: Vec<NameId> = self.package(id).provides.iter().map(|(n, _)| *n).collect();
         for name in provided {
             let list = &mut self.providers[name as usize];
             if !list.contains(&id) {
@@ -247,11 +385,7 @@ impl Index {
     }
 
     fn unregister_provides(&mut self, id: PackageId) {
-        let provided: Vec<NameId> = self.packages[id as usize]
-            .provides
-            .iter()
-            .map(|(n, _)| *n)
-            .collect();
+        let provided: Vec<NameId> = self.package(id).provides.iter().map(|(n, _)| *n).collect();
         for name in provided {
             self.providers[name as usize].retain(|p| *p != id);
         }
@@ -476,6 +610,20 @@ SHA256: dddd
         let foo = index.package(index.by_name(index.name_id("libfoo1").unwrap()).unwrap());
         assert_eq!(foo.version.to_string(), "1.2-1+deb12u1");
         assert_eq!(index.suites[foo.suite], "bookworm-security");
+    }
+
+    #[test]
+    fn round_trips_through_bytes() {
+        let mut index = Index::new("amd64");
+        index.add_packages("bookworm", PACKAGES);
+        let back = Index::from_bytes(&index.to_bytes()).unwrap();
+        assert_eq!(back.len(), index.len());
+        let id = back.name_id("libfoo1").unwrap();
+        assert_eq!(
+            back.package(back.by_name(id).unwrap()).version.to_string(),
+            "1.2-1"
+        );
+        assert!(Index::from_bytes(b"garbage").is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod fetch;
 #[doc(hidden)]
 pub mod fixture;
 pub mod index;
+mod lazy;
 pub mod locker;
 pub mod lockfile;
 pub mod openpgp;

@@ -7,6 +7,7 @@
 //! indexes-v1/suites/<key>/Release      its verified, signed text
 //! indexes-v1/suites/<key>/validators   ETag and Last-Modified for conditional requests
 //! indexes-v1/packages/<sha256>         compressed Packages files, by the hash Release gives
+//! indexes-v1/parsed/<key>              the parsed `Index` of a set of Packages files
 //! ```
 //! where `<key>` is derived from the suite's URL. Nothing is written before it is verified, so
 //! a bad signature or checksum leaves the cache as it was.
@@ -72,8 +73,6 @@ pub struct ReleaseIndex {
 pub struct Repository<'a> {
     pub mirrors: &'a Mirrors,
     pub keyring: &'a Keyring,
-    /// Shown in signature errors.
-    pub keyring_name: String,
     pub cache_dir: &'a Path,
     pub fetcher: &'a Fetcher,
 }
@@ -87,10 +86,25 @@ impl Repository<'_> {
         architecture: &str,
         freshness: Freshness,
     ) -> Result<ReleaseIndex, RepositoryError> {
-        let mut index = Index::new(architecture);
-        let mut indexes = Vec::new();
-        for plan in self.mirrors.plan(release) {
-            let Some(signed) = self.release_file(&plan, freshness)? else {
+        // One round trip for all suites instead of one per suite.
+        let plans = self.mirrors.plan(release);
+        let answers: Vec<Result<Option<Release>, RepositoryError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = plans
+                .iter()
+                .map(|plan| scope.spawn(move || self.release_file(plan, freshness)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        let mut suites = Vec::new();
+        for (plan, answer) in plans.into_iter().zip(answers) {
+            let Some(signed) = answer? else {
                 if plan.required {
                     return Err(RepositoryError::ReleaseNotServed {
                         release: release.to_string(),
@@ -106,16 +120,49 @@ impl Repository<'_> {
                     url: in_release_url(&plan),
                     architecture: architecture.to_string(),
                 })?;
-            let text = self.packages_text(&plan, &signed, &file)?;
-            index.add_packages(&plan.suite, &text);
-            indexes.push(LockedIndex {
+            suites.push((plan, signed, file));
+        }
+        let indexes: Vec<LockedIndex> = suites
+            .iter()
+            .map(|(plan, signed, file)| LockedIndex {
                 suite: plan.suite.clone(),
                 date: signed.date.clone(),
                 path: file.path.clone(),
                 sha256: file.sha256.clone(),
-            });
+            })
+            .collect();
+        let parsed = self.parsed_path(architecture, &indexes);
+        if let Some(index) = std::fs::read(&parsed)
+            .ok()
+            .and_then(|bytes| Index::from_bytes(&bytes))
+        {
+            return Ok(ReleaseIndex { index, indexes });
         }
+        let mut index = Index::new(architecture);
+        for (plan, signed, file) in &suites {
+            let text = self.packages_text(plan, signed, file)?;
+            index.add_packages(&plan.suite, &text);
+        }
+        write_bytes_atomically(&parsed, &index.to_bytes())?;
         Ok(ReleaseIndex { index, indexes })
+    }
+
+    /// Where the parsed index of exactly these signed `Packages` files is kept. The key covers
+    /// the architecture and each suite's name and checksum, so a new index from any suite
+    /// gives a new entry; the version tag changes whenever `Index`'s layout does.
+    fn parsed_path(&self, architecture: &str, indexes: &[LockedIndex]) -> PathBuf {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"envkit-parsed-index-v1\0");
+        hasher.update(architecture.as_bytes());
+        for index in indexes {
+            hasher.update(b"\0");
+            hasher.update(index.suite.as_bytes());
+            hasher.update(b"\0");
+            hasher.update(index.sha256.as_bytes());
+        }
+        self.cache_dir
+            .join("indexes-v1/parsed")
+            .join(&hasher.finalize().to_hex()[..32])
     }
 
     fn suite_dir(&self, plan: &SuitePlan) -> PathBuf {
@@ -149,6 +196,14 @@ impl Repository<'_> {
                 // between reads: ask again without validators.
                 None => self.release_file_unconditional(plan),
             },
+            // Mirrors without validators answer 200 every time; the same bytes as the copy
+            // verified before need no second verification.
+            Conditional::Changed { body, .. }
+                if cached.is_some()
+                    && std::fs::read(dir.join("InRelease")).is_ok_and(|known| known == body) =>
+            {
+                parse_release(&url, cached.as_deref().unwrap_or_default()).map(Some)
+            }
             Conditional::Changed { body, validators } => {
                 self.accept_release(plan, &body, &validators).map(Some)
             }

@@ -96,11 +96,11 @@ pub struct Resolution {
 pub fn resolve_base(index: &Index, release: &str) -> Result<Resolution, ResolveError> {
     let mut essential: Vec<&str> = Vec::new();
     let mut required: Vec<&str> = Vec::new();
-    for (_, package) in index.packages() {
-        if package.essential {
-            essential.push(index.name(package.name));
-        } else if package.priority == super::index::Priority::Required {
-            required.push(index.name(package.name));
+    for (_, head) in index.heads() {
+        if head.essential {
+            essential.push(index.name(head.name));
+        } else if head.priority == super::index::Priority::Required {
+            required.push(index.name(head.name));
         }
     }
     essential.sort_unstable();

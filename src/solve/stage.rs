@@ -138,7 +138,6 @@ pub fn solve(
     let repository = Repository {
         mirrors: &mirrors,
         keyring: &keyring,
-        keyring_name: keyring_path.display().to_string(),
         cache_dir: &cache_dir,
         fetcher: &fetcher,
     };
