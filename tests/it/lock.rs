@@ -345,3 +345,29 @@ fn locks_python_against_the_real_mirror() {
 fn shared_cache() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("envkit-shared-cache")
 }
+
+#[test]
+fn an_unreachable_mirror_names_the_url() {
+    let project = project_with_app();
+    let text = "base \"debian:bookworm\"\nmirror \"http://127.0.0.1:9/debian\" keyring=\"archive.gpg\"\npackages \"git\"\n";
+    std::fs::write(project.path().join("env.kdl"), text).unwrap();
+    let outcome = project.env(&["lock"]);
+    assert_eq!(outcome.code, Some(1), "{}", outcome.transcript());
+    assert!(outcome.stderr.contains("error: cannot reach `http://127.0.0.1:9/debian/dists/bookworm/InRelease`"), "{}", outcome.stderr);
+    assert!(!project.path().join("env.lock").exists());
+}
+
+#[test]
+fn locks_trixie_against_the_real_mirror() {
+    if !crate::common::network_tier("locking trixie against the real Debian mirror") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("env.kdl"), "base \"debian:trixie\"\npackages \"python3\"\n").unwrap();
+    let outcome = run(envkit(dir.path(), &["lock"]).env("ENVKIT_CACHE_DIR", shared_cache()));
+    assert_eq!(outcome.code, Some(0), "{}", outcome.transcript());
+    let lock = std::fs::read_to_string(dir.path().join("env.lock")).unwrap();
+    assert!(lock.contains("release \"trixie\""), "{lock}");
+    assert!(lock.contains("package \"python3\""), "{lock}");
+    assert!(!lock.contains("package \"usrmerge\""), "{lock}");
+}
