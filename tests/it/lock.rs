@@ -353,7 +353,13 @@ fn an_unreachable_mirror_names_the_url() {
     std::fs::write(project.path().join("env.kdl"), text).unwrap();
     let outcome = project.env(&["lock"]);
     assert_eq!(outcome.code, Some(1), "{}", outcome.transcript());
-    assert!(outcome.stderr.contains("error: cannot reach `http://127.0.0.1:9/debian/dists/bookworm/InRelease`"), "{}", outcome.stderr);
+    assert!(
+        outcome
+            .stderr
+            .contains("error: cannot reach `http://127.0.0.1:9/debian/dists/bookworm/InRelease`"),
+        "{}",
+        outcome.stderr
+    );
     assert!(!project.path().join("env.lock").exists());
 }
 
@@ -363,7 +369,11 @@ fn locks_trixie_against_the_real_mirror() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("env.kdl"), "base \"debian:trixie\"\npackages \"python3\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("env.kdl"),
+        "base \"debian:trixie\"\npackages \"python3\"\n",
+    )
+    .unwrap();
     let outcome = run(envkit(dir.path(), &["lock"]).env("ENVKIT_CACHE_DIR", shared_cache()));
     assert_eq!(outcome.code, Some(0), "{}", outcome.transcript());
     let lock = std::fs::read_to_string(dir.path().join("env.lock")).unwrap();
