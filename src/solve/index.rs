@@ -587,6 +587,14 @@ Filename: pool/t.deb
 SHA256: dddd
 ";
 
+    /// The fixture without the newer libfoo1, so the older one (with its Provides) is the candidate.
+    fn first_version_only() -> &'static str {
+        PACKAGES
+            .split("\n\nPackage: libfoo1\nVersion: 1.2")
+            .next()
+            .unwrap()
+    }
+
     #[test]
     fn keeps_the_highest_version_of_each_name_for_the_architecture() {
         let mut index = Index::new("amd64");
@@ -646,13 +654,7 @@ SHA256: dddd
     #[test]
     fn relations_are_parsed_with_alternatives_and_qualifiers() {
         let mut index = Index::new("amd64");
-        index.add_packages(
-            "bookworm",
-            PACKAGES
-                .split("\n\nPackage: libfoo1\nVersion: 1.2")
-                .next()
-                .unwrap(),
-        );
+        index.add_packages("bookworm", first_version_only());
         let foo = index
             .package(index.by_name(index.name_id("libfoo1").unwrap()).unwrap())
             .clone();
@@ -682,13 +684,7 @@ SHA256: dddd
     #[test]
     fn provides_satisfy_only_when_versions_allow() {
         let mut index = Index::new("amd64");
-        index.add_packages(
-            "bookworm",
-            PACKAGES
-                .split("\n\nPackage: libfoo1\nVersion: 1.2")
-                .next()
-                .unwrap(),
-        );
+        index.add_packages("bookworm", first_version_only());
         let foo = index.by_name(index.name_id("libfoo1").unwrap()).unwrap();
         let groups = index.parse_groups("libfoo (>= 1.0), libfoo (>= 2), foo-abi, foo-abi (>= 1)");
         let results: Vec<bool> = groups.iter().map(|g| index.satisfies(foo, &g[0])).collect();

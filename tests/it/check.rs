@@ -1,6 +1,6 @@
 //! `env check` on good and bad files; each bad file's report is a snapshot.
 
-use crate::common::{envkit, repo_root, run};
+use crate::common::{assert_checks_cleanly, envkit, run};
 
 /// Every folder under `tests/fixtures/spec/invalid/` holds one mistake; the report must name
 /// the file, line and column, show the line with a marker, and exit 2.
@@ -137,16 +137,6 @@ fn warnings_are_shown_but_do_not_fail() {
 #[test]
 fn the_book_examples_are_valid() {
     insta::glob!("../../book/src/examples", "*.kdl", |path| {
-        let outcome = run(&mut envkit(
-            &repo_root(),
-            &["check", "-f", path.to_str().unwrap()],
-        ));
-        assert_eq!(
-            outcome.code,
-            Some(0),
-            "{}: {}",
-            path.display(),
-            outcome.transcript()
-        );
+        assert_checks_cleanly(path)
     });
 }

@@ -117,3 +117,24 @@ fn host_and_port(url: &str) -> Option<String> {
         format!("{authority}:{default_port}")
     })
 }
+
+/// `env check -f FILE` succeeds without warnings.
+pub fn assert_checks_cleanly(file: &Path) {
+    let outcome = run(&mut envkit(
+        &repo_root(),
+        &["check", "-f", file.to_str().unwrap()],
+    ));
+    assert_eq!(
+        outcome.code,
+        Some(0),
+        "{}: {}",
+        file.display(),
+        outcome.transcript()
+    );
+    assert!(
+        !outcome.stderr.contains("warning"),
+        "{}: {}",
+        file.display(),
+        outcome.stderr
+    );
+}

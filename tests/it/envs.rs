@@ -1,6 +1,6 @@
 //! The examples users copy must stay valid.
 
-use crate::common::{envkit, repo_root, run};
+use crate::common::{assert_checks_cleanly, envkit, repo_root, run};
 
 #[test]
 fn every_example_environment_passes_check() {
@@ -10,23 +10,7 @@ fn every_example_environment_passes_check() {
         if path.extension().is_none_or(|e| e != "kdl") {
             continue;
         }
-        let outcome = run(&mut envkit(
-            &repo_root(),
-            &["check", "-f", path.to_str().unwrap()],
-        ));
-        assert_eq!(
-            outcome.code,
-            Some(0),
-            "{}: {}",
-            path.display(),
-            outcome.transcript()
-        );
-        assert!(
-            !outcome.stderr.contains("warning"),
-            "{}: {}",
-            path.display(),
-            outcome.stderr
-        );
+        assert_checks_cleanly(&path);
         checked += 1;
     }
     assert!(checked >= 4, "python, rust, node and postgres at least");

@@ -313,21 +313,34 @@ fn inspect_reports_the_lock() {
     assert_eq!(git["sha256"].as_str().unwrap().len(), 64);
 }
 
-/// The network tier: the real mirror from the host's apt sources, one cache for the run.
-#[test]
-fn locks_python_against_the_real_mirror() {
-    if !crate::common::network_tier("locking against the real Debian mirror") {
-        return;
+/// The network tier: locks `env_text` against the Debian mirror of the host's apt sources,
+/// with one cache for the whole run; `None` when the tier is skipped.
+fn lock_against_real_mirror(what: &str, env_text: &str) -> Option<String> {
+    if !crate::common::network_tier(what) {
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("env.kdl"),
-        "base \"debian:bookworm\"\npackages \"python3\" \"python3-pytest\"\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("env.kdl"), env_text).unwrap();
     let outcome = run(envkit(dir.path(), &["lock"]).env("ENVKIT_CACHE_DIR", shared_cache()));
     assert_eq!(outcome.code, Some(0), "{}", outcome.transcript());
+    let check = run(&mut envkit(dir.path(), &["lock", "--check"]));
+    assert_eq!(check.code, Some(0), "{}", check.transcript());
     let lock = std::fs::read_to_string(dir.path().join("env.lock")).unwrap();
+    assert!(
+        !lock.contains("package \"usrmerge\""),
+        "never usrmerge:\n{lock}"
+    );
+    Some(lock)
+}
+
+#[test]
+fn locks_python_against_the_real_mirror() {
+    let env = "base \"debian:bookworm\"\npackages \"python3\" \"python3-pytest\"\n";
+    let Some(lock) =
+        lock_against_real_mirror("locking bookworm against the real Debian mirror", env)
+    else {
+        return;
+    };
     for expected in [
         "package \"python3\"",
         "package \"python3-pytest\"",
@@ -336,9 +349,17 @@ fn locks_python_against_the_real_mirror() {
     ] {
         assert!(lock.contains(expected), "{expected} missing:\n{lock}");
     }
-    assert!(!lock.contains("package \"usrmerge\""), "never usrmerge");
-    let check = run(&mut envkit(dir.path(), &["lock", "--check"]));
-    assert_eq!(check.code, Some(0), "{}", check.transcript());
+}
+
+#[test]
+fn locks_trixie_against_the_real_mirror() {
+    let env = "base \"debian:trixie\"\npackages \"python3\"\n";
+    let Some(lock) = lock_against_real_mirror("locking trixie against the real Debian mirror", env)
+    else {
+        return;
+    };
+    assert!(lock.contains("release \"trixie\""), "{lock}");
+    assert!(lock.contains("package \"python3\""), "{lock}");
 }
 
 /// One cache for every network test of the run, so indexes are fetched once.
@@ -361,23 +382,4 @@ fn an_unreachable_mirror_names_the_url() {
         outcome.stderr
     );
     assert!(!project.path().join("env.lock").exists());
-}
-
-#[test]
-fn locks_trixie_against_the_real_mirror() {
-    if !crate::common::network_tier("locking trixie against the real Debian mirror") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("env.kdl"),
-        "base \"debian:trixie\"\npackages \"python3\"\n",
-    )
-    .unwrap();
-    let outcome = run(envkit(dir.path(), &["lock"]).env("ENVKIT_CACHE_DIR", shared_cache()));
-    assert_eq!(outcome.code, Some(0), "{}", outcome.transcript());
-    let lock = std::fs::read_to_string(dir.path().join("env.lock")).unwrap();
-    assert!(lock.contains("release \"trixie\""), "{lock}");
-    assert!(lock.contains("package \"python3\""), "{lock}");
-    assert!(!lock.contains("package \"usrmerge\""), "{lock}");
 }
