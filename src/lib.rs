@@ -19,6 +19,8 @@
 
 pub mod build;
 pub mod cli;
+pub mod fetch;
+pub mod mirror;
 pub mod passthrough;
 pub mod paths;
 pub mod run;

@@ -2,6 +2,7 @@
 //!
 //! - cache (`ENVKIT_CACHE_DIR`, else the XDG cache dir): downloaded indexes and `.deb`s;
 //!   safe to delete.
+//! - store (`ENVKIT_STORE_DIR`, else `store` in the XDG data dir): layers and images.
 
 use std::path::PathBuf;
 
@@ -13,6 +14,16 @@ pub fn cache_dir() -> PathBuf {
     directories::ProjectDirs::from("", "", "envkit")
         .map(|dirs| dirs.cache_dir().to_path_buf())
         .unwrap_or_else(|| std::env::temp_dir().join("envkit-cache"))
+}
+
+/// The layer store.
+pub fn store_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ENVKIT_STORE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    directories::ProjectDirs::from("", "", "envkit")
+        .map(|dirs| dirs.data_dir().join("store"))
+        .unwrap_or_else(|| std::env::temp_dir().join("envkit-store"))
 }
 
 /// Debian's name for the architecture this binary runs on.

@@ -2,3 +2,6 @@
 //!
 //! Not built yet; `env build` reports that it is not available (see the book's architecture
 //! chapter for the plan).
+pub mod download;
+pub mod plan;
+pub mod store;

@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::fetch::sha256_hex;
 use super::openpgp::test_support::TestKey;
+use crate::fetch::sha256_hex;
 
 /// A repository being written under a folder.
 pub struct FixtureRepository {

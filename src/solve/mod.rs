@@ -1,13 +1,11 @@
 //! Stage 2: `Spec` -> `Lock`: signed Debian indexes, dependency resolution, `env.lock`.
 //!
-//! - `sources`: which mirror (env file, `ENVKIT_MIRROR`, the host's apt sources).
-//! - `fetch`, `openpgp`, `release`, `repository`: verified indexes into the cache.
+//! - `openpgp`, `release`, `repository`: verified indexes into the cache (through `crate::fetch`).
 //! - `deb822`, `version`, `index`: the package index the resolver reads.
 //! - `resolve`: apt's choices; `locker`: layers, batches, pins; `lockfile`: `env.lock`.
 //! - `stage`: the entry the CLI calls.
 
 pub mod deb822;
-pub mod fetch;
 #[doc(hidden)]
 pub mod fixture;
 pub mod index;
@@ -18,6 +16,5 @@ pub mod openpgp;
 pub mod release;
 pub mod repository;
 pub mod resolve;
-pub mod sources;
 pub mod stage;
 pub mod version;

@@ -15,12 +15,12 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::fetch::{Conditional, FetchError, Fetcher, Validators, write_bytes_atomically};
 use super::index::Index;
 use super::lockfile::LockedIndex;
 use super::openpgp::{Keyring, OpenPgpError, verify_cleartext};
 use super::release::{Release, ReleaseError};
-use super::sources::{Mirrors, SuitePlan};
+use crate::fetch::{Conditional, FetchError, Fetcher, Validators, write_bytes_atomically};
+use crate::mirror::{Mirrors, SuitePlan};
 
 /// The component envkit reads.
 pub const COMPONENT: &str = "main";

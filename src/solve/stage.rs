@@ -2,13 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use super::fetch::Fetcher;
 use super::locker::{self, Inputs, Update};
 use super::lockfile::{Lock, LockFileError, Unsat};
 use super::openpgp::{Keyring, OpenPgpError};
 use super::repository::{Freshness, Repository, RepositoryError};
 use super::resolve::ResolveError;
-use super::sources::{self, SourcesError};
+use crate::fetch::Fetcher;
+use crate::mirror::{self, SourcesError};
 use crate::spec::Spec;
 
 /// The keyring Debian's archive is signed with, from the package debian-archive-keyring.
@@ -49,7 +49,7 @@ pub enum SolveError {
     WriteLock {
         path: PathBuf,
         #[source]
-        source: super::fetch::FetchError,
+        source: crate::fetch::FetchError,
     },
 }
 
@@ -119,7 +119,7 @@ pub fn solve(
     freshness: Freshness,
 ) -> Result<Lock, SolveError> {
     let environment = std::env::var("ENVKIT_MIRROR").ok();
-    let mirrors = sources::choose_mirrors(
+    let mirrors = mirror::choose_mirrors(
         spec.mirror.as_ref().map(|m| m.url.as_str()),
         environment.as_deref(),
         Path::new("/etc/apt"),
@@ -162,7 +162,7 @@ pub fn write_lock(path: &Path, lock: &Lock) -> Result<bool, SolveError> {
     if std::fs::read_to_string(path).is_ok_and(|existing| existing == text) {
         return Ok(false);
     }
-    super::fetch::write_bytes_atomically(path, text.as_bytes()).map_err(|source| {
+    crate::fetch::write_bytes_atomically(path, text.as_bytes()).map_err(|source| {
         SolveError::WriteLock {
             path: path.to_path_buf(),
             source,

@@ -81,7 +81,7 @@ pub fn must_work() -> bool {
 /// Whether a test that needs the host's Debian mirror can run: it can when the mirror answers;
 /// otherwise the test is skipped with a printed reason, unless `ENVKIT_MUST_WORK=1`.
 pub fn network_tier(what: &str) -> bool {
-    let mirrors = envkit::solve::sources::host_mirrors(Path::new("/etc/apt"));
+    let mirrors = envkit::mirror::host_mirrors(Path::new("/etc/apt"));
     let reachable = mirrors
         .as_ref()
         .ok()

@@ -225,6 +225,126 @@ impl Fetcher {
     }
 }
 
+impl Fetcher {
+    /// Downloads `url` to `destination` like [`Fetcher::download_verified`], but keeps what
+    /// arrived in `destination.partial` when interrupted and continues from there next time
+    /// (HTTP range requests; a server that ignores the range restarts the file). `progress` is
+    /// called with the number of new bytes as they arrive. The checksum covers the whole file,
+    /// resumed part included; on a mismatch the partial file is deleted.
+    pub fn download_resumable(
+        &self,
+        url: &str,
+        sha256: &str,
+        destination: &Path,
+        progress: &dyn Fn(u64),
+    ) -> Result<(), FetchError> {
+        let cache_error = |source| FetchError::Cache {
+            path: destination.to_path_buf(),
+            source,
+        };
+        let partial = partial_path(destination);
+        if let Some(dir) = partial.parent() {
+            std::fs::create_dir_all(dir).map_err(cache_error)?;
+        }
+        let mut hasher = Sha256::new();
+        let mut have = 0u64;
+        if let Ok(mut existing) = std::fs::File::open(&partial) {
+            let mut buffer = vec![0u8; 1 << 16];
+            loop {
+                let read = existing.read(&mut buffer).map_err(cache_error)?;
+                if read == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..read]);
+                have += read as u64;
+            }
+        }
+        let (mut reader, resumed): (Box<dyn Read>, bool) = match file_path(url) {
+            Some(path) => {
+                let mut file = std::fs::File::open(&path).map_err(|source| FetchError::Read {
+                    url: url.to_string(),
+                    source,
+                })?;
+                use std::io::Seek;
+                file.seek(std::io::SeekFrom::Start(have))
+                    .map_err(|source| FetchError::Read {
+                        url: url.to_string(),
+                        source,
+                    })?;
+                (Box::new(file), true)
+            }
+            None => {
+                let mut request = self.agent.get(url);
+                if have > 0 {
+                    request = request.header("Range", &format!("bytes={have}-"));
+                }
+                let response = request.call().map_err(|e| network(url, &e))?;
+                match response.status().as_u16() {
+                    206 if have > 0 => (Box::new(response.into_body().into_reader()), true),
+                    200 => (Box::new(response.into_body().into_reader()), false),
+                    // The partial file is already whole (or longer than the file): start over.
+                    416 => {
+                        let _ = std::fs::remove_file(&partial);
+                        return self.download_resumable(url, sha256, destination, progress);
+                    }
+                    status => {
+                        return Err(FetchError::Status {
+                            url: url.to_string(),
+                            status,
+                        });
+                    }
+                }
+            }
+        };
+        if !resumed {
+            hasher = Sha256::new();
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(resumed)
+            .truncate(!resumed)
+            .open(&partial)
+            .map_err(cache_error)?;
+        let mut buffer = vec![0u8; 1 << 16];
+        loop {
+            let read = reader
+                .read(&mut buffer)
+                .map_err(|source| FetchError::Read {
+                    url: url.to_string(),
+                    source,
+                })?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            file.write_all(&buffer[..read]).map_err(cache_error)?;
+            progress(read as u64);
+        }
+        file.sync_all().map_err(cache_error)?;
+        let actual = hex(&hasher.finalize());
+        if !actual.eq_ignore_ascii_case(sha256) {
+            let _ = std::fs::remove_file(&partial);
+            return Err(FetchError::HashMismatch {
+                url: url.to_string(),
+                expected: sha256.to_string(),
+                actual,
+            });
+        }
+        std::fs::rename(&partial, destination).map_err(cache_error)
+    }
+}
+
+/// Where an interrupted download of `destination` waits to be continued.
+pub fn partial_path(destination: &Path) -> PathBuf {
+    let mut name = destination
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".partial");
+    destination.with_file_name(name)
+}
+
 /// Writes `destination` through `fill` into a temporary file, then renames it into place;
 /// on any error the temporary file is removed and `destination` is untouched.
 pub fn write_atomically(
@@ -326,6 +446,37 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers.len(), 1, "no partial files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn resumable_downloads_continue_and_verify_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let content: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let source = dir.path().join("pkg.deb");
+        std::fs::write(&source, &content).unwrap();
+        let url = format!("file://{}", source.display());
+        let destination = dir.path().join("cache/abc.deb");
+        std::fs::create_dir_all(destination.parent().unwrap()).unwrap();
+        // An earlier run stopped after 40,000 bytes.
+        std::fs::write(partial_path(&destination), &content[..40_000]).unwrap();
+        let received = std::cell::Cell::new(0u64);
+        Fetcher::new()
+            .download_resumable(&url, &sha256_hex(&content), &destination, &|n| {
+                received.set(received.get() + n)
+            })
+            .unwrap();
+        assert_eq!(std::fs::read(&destination).unwrap(), content);
+        assert_eq!(received.get(), 60_000, "only the rest was read");
+        assert!(!partial_path(&destination).exists());
+
+        // A corrupt partial file makes the whole file fail its checksum and is thrown away.
+        let again = dir.path().join("cache/def.deb");
+        std::fs::write(partial_path(&again), b"garbage").unwrap();
+        let error = Fetcher::new()
+            .download_resumable(&url, &sha256_hex(&content), &again, &|_| {})
+            .unwrap_err();
+        assert!(matches!(error, FetchError::HashMismatch { .. }), "{error}");
+        assert!(!partial_path(&again).exists() && !again.exists());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::deb822;
+use crate::solve::deb822;
 
 /// Where the indexes of one release come from.
 #[derive(Debug, Clone, PartialEq, Eq)]

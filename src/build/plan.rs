@@ -1,0 +1,339 @@
+//! What an image needs, as data, before anything is built: its layers, each with the key that
+//! names it in the store and whether the store already has it.
+//!
+//! A layer's key is blake3 of its parent's key and its own inputs, so a change anywhere
+//! rebuilds that layer and everything above it, and nothing below:
+//! - base: the release, the architecture, and every base-layer package's name, version and
+//!   SHA-256 (sorted by name). Two environments on one release share it.
+//! - packages: the base key and every packages-layer package's name, version and SHA-256.
+//!   Absent when the environment asks for nothing beyond the base.
+//! - setup, one per step in order: the parent key, the command, and each input file's path
+//!   (relative to the env file) and blake3 of its contents.
+//!
+//! Every key also covers `RECIPE_VERSION`: a change in how envkit builds layers must not reuse
+//! layers built the old way.
+
+use std::path::{Path, PathBuf};
+
+use crate::solve::lockfile::{Layer, Lock, LockedPackage};
+use crate::spec::SetupStep;
+
+use super::store::{Store, StoreError};
+
+/// Bump when layer contents would differ for the same inputs (a new cleanup rule, say).
+pub const RECIPE_VERSION: &str = "envkit-layer-v1";
+
+/// Which kind of layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerKind {
+    Base,
+    Packages,
+    /// The n-th `setup` step (from 0).
+    Setup(usize),
+}
+
+impl LayerKind {
+    pub fn name(&self) -> String {
+        match self {
+            LayerKind::Base => "base".into(),
+            LayerKind::Packages => "packages".into(),
+            LayerKind::Setup(n) => format!("setup-{}", n + 1),
+        }
+    }
+}
+
+/// One layer of the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedLayer {
+    pub kind: LayerKind,
+    pub key: String,
+    pub parent: Option<String>,
+    /// The store has it.
+    pub cached: bool,
+    /// For people: what goes into it.
+    pub summary: String,
+}
+
+/// The layers of an image, bottom first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildPlan {
+    pub layers: Vec<PlannedLayer>,
+}
+
+impl BuildPlan {
+    /// Whether nothing needs building.
+    pub fn is_complete(&self) -> bool {
+        self.layers.iter().all(|l| l.cached)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("setup step {step} (`{command}`): input `{pattern}` matches no file in `{}`", dir.display())]
+    NoInputMatch {
+        step: usize,
+        command: String,
+        pattern: String,
+        dir: PathBuf,
+    },
+    #[error("cannot read setup input `{}`", path.display())]
+    Input {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The plan for `lock` plus `setup` steps (inputs relative to `project_dir`), against `store`.
+pub fn plan(
+    lock: &Lock,
+    setup: &[SetupStep],
+    project_dir: &Path,
+    store: &Store,
+) -> Result<BuildPlan, PlanError> {
+    let mut layers = Vec::new();
+    let mut parent: Option<String> = None;
+    for (layer, kind) in [
+        (Layer::Base, LayerKind::Base),
+        (Layer::Packages, LayerKind::Packages),
+    ] {
+        let mut packages: Vec<&LockedPackage> = lock.layer(layer).collect();
+        if packages.is_empty() && layer == Layer::Packages {
+            continue;
+        }
+        packages.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut hasher = keyed(parent.as_deref(), &kind);
+        hasher.update(lock.release.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(lock.architecture.as_bytes());
+        for package in &packages {
+            for field in [&package.name, &package.version, &package.sha256] {
+                hasher.update(b"\0");
+                hasher.update(field.as_bytes());
+            }
+        }
+        let summary = format!("{} packages", packages.len());
+        parent = Some(push(&mut layers, kind, hasher, parent, summary, store)?);
+    }
+    for (index, step) in setup.iter().enumerate() {
+        let kind = LayerKind::Setup(index);
+        let mut hasher = keyed(parent.as_deref(), &kind);
+        hasher.update(step.command.as_bytes());
+        for (relative, digest) in input_digests(index, step, project_dir)? {
+            hasher.update(b"\0");
+            hasher.update(relative.as_bytes());
+            hasher.update(b"\0");
+            hasher.update(digest.as_bytes());
+        }
+        parent = Some(push(
+            &mut layers,
+            kind,
+            hasher,
+            parent,
+            step.command.clone(),
+            store,
+        )?);
+    }
+    Ok(BuildPlan { layers })
+}
+
+fn keyed(parent: Option<&str>, kind: &LayerKind) -> blake3::Hasher {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(RECIPE_VERSION.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(parent.unwrap_or("").as_bytes());
+    hasher.update(b"\0");
+    hasher.update(kind.name().as_bytes());
+    hasher.update(b"\0");
+    hasher
+}
+
+fn push(
+    layers: &mut Vec<PlannedLayer>,
+    kind: LayerKind,
+    hasher: blake3::Hasher,
+    parent: Option<String>,
+    summary: String,
+    store: &Store,
+) -> Result<String, PlanError> {
+    let key = hasher.finalize().to_hex().to_string();
+    let cached = store.layer(&key)?.is_some();
+    layers.push(PlannedLayer {
+        kind,
+        key: key.clone(),
+        parent,
+        cached,
+        summary,
+    });
+    Ok(key)
+}
+
+/// Each file the step's inputs match, as (path relative to the project, blake3 hex), sorted.
+fn input_digests(
+    step_index: usize,
+    step: &SetupStep,
+    project_dir: &Path,
+) -> Result<Vec<(String, String)>, PlanError> {
+    let mut files = Vec::new();
+    for pattern in &step.inputs {
+        let full = project_dir.join(pattern);
+        let matches: Vec<PathBuf> = glob::glob(&full.to_string_lossy())
+            .map(|paths| paths.flatten().filter(|p| p.is_file()).collect())
+            .unwrap_or_default();
+        if matches.is_empty() {
+            return Err(PlanError::NoInputMatch {
+                step: step_index + 1,
+                command: step.command.clone(),
+                pattern: pattern.clone(),
+                dir: project_dir.to_path_buf(),
+            });
+        }
+        for path in matches {
+            let relative = path
+                .strip_prefix(project_dir)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            let bytes = std::fs::read(&path).map_err(|source| PlanError::Input {
+                path: path.clone(),
+                source,
+            })?;
+            files.push((relative, blake3::hash(&bytes).to_hex().to_string()));
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::solve::lockfile::LockedPackage;
+
+    fn package(name: &str, version: &str, layer: Layer) -> LockedPackage {
+        LockedPackage {
+            name: name.into(),
+            version: version.into(),
+            architecture: "amd64".into(),
+            suite: "bookworm".into(),
+            path: format!("pool/{name}.deb"),
+            size: 1,
+            sha256: format!("{name}{version}"),
+            layer,
+            requested: false,
+            essential: false,
+            batch: 0,
+        }
+    }
+
+    fn lock(packages: Vec<LockedPackage>) -> Lock {
+        Lock {
+            release: "bookworm".into(),
+            architecture: "amd64".into(),
+            recommends: false,
+            requested: vec![],
+            indexes: vec![],
+            packages,
+        }
+    }
+
+    fn base() -> Vec<LockedPackage> {
+        vec![
+            package("bash", "5.2", Layer::Base),
+            package("libc6", "2.36", Layer::Base),
+        ]
+    }
+
+    #[test]
+    fn adding_a_package_keeps_the_base_and_changes_the_rest() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = Store::new(store_dir.path());
+        let project = tempfile::tempdir().unwrap();
+        std::fs::write(project.path().join("requirements.txt"), "pytest\n").unwrap();
+        let setup = vec![SetupStep {
+            command: "pip install -r requirements.txt".into(),
+            inputs: vec!["requirements.txt".into()],
+        }];
+        let mut packages = base();
+        packages.push(package("python3", "3.11", Layer::Packages));
+        let first = plan(&lock(packages.clone()), &setup, project.path(), &store).unwrap();
+        assert_eq!(
+            first
+                .layers
+                .iter()
+                .map(|l| l.kind.name())
+                .collect::<Vec<_>>(),
+            ["base", "packages", "setup-1"]
+        );
+        assert!(!first.is_complete());
+
+        packages.push(package("git", "2.39", Layer::Packages));
+        let second = plan(&lock(packages), &setup, project.path(), &store).unwrap();
+        assert_eq!(first.layers[0].key, second.layers[0].key, "base shared");
+        assert_ne!(first.layers[1].key, second.layers[1].key);
+        assert_ne!(
+            first.layers[2].key, second.layers[2].key,
+            "setup sits on the new packages layer"
+        );
+        assert_eq!(
+            second.layers[2].parent.as_ref(),
+            Some(&second.layers[1].key)
+        );
+    }
+
+    #[test]
+    fn setup_inputs_key_the_step() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = Store::new(store_dir.path());
+        let project = tempfile::tempdir().unwrap();
+        std::fs::create_dir(project.path().join("src")).unwrap();
+        std::fs::write(project.path().join("src/a.py"), "1").unwrap();
+        let setup = vec![SetupStep {
+            command: "make".into(),
+            inputs: vec!["src/*.py".into()],
+        }];
+        let before = plan(&lock(base()), &setup, project.path(), &store).unwrap();
+        assert_eq!(before.layers.len(), 2, "no packages layer without packages");
+        std::fs::write(project.path().join("src/a.py"), "2").unwrap();
+        let after = plan(&lock(base()), &setup, project.path(), &store).unwrap();
+        assert_eq!(before.layers[0].key, after.layers[0].key);
+        assert_ne!(before.layers[1].key, after.layers[1].key);
+
+        let missing = vec![SetupStep {
+            command: "make".into(),
+            inputs: vec!["Makefile".into()],
+        }];
+        let error = plan(&lock(base()), &missing, project.path(), &store).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("setup step 1 (`make`): input `Makefile` matches no file"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn cached_layers_are_marked() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = Store::new(store_dir.path());
+        let project = tempfile::tempdir().unwrap();
+        let first = plan(&lock(base()), &[], project.path(), &store).unwrap();
+        let build = store.begin(&first.layers[0].key).unwrap().unwrap();
+        let record = super::super::store::LayerRecord {
+            key: first.layers[0].key.clone(),
+            diff_id: "sha256:0".into(),
+            size: 0,
+            kind: "base".into(),
+            parent: None,
+        };
+        build.publish(&record).unwrap();
+        assert!(
+            plan(&lock(base()), &[], project.path(), &store)
+                .unwrap()
+                .is_complete()
+        );
+    }
+}
