@@ -24,5 +24,6 @@ pub mod mirror;
 pub mod passthrough;
 pub mod paths;
 pub mod run;
+pub mod sandbox;
 pub mod solve;
 pub mod spec;

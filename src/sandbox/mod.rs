@@ -1,0 +1,542 @@
+//! Running a program inside a root folder, in namespaces of its own: the sandbox that build
+//! uses to run an image's `dpkg`, and that run will use for sessions.
+//!
+//! The sequence, in the child created by `clone` with new mount, pid, uts and ipc namespaces
+//! (and net for `Network::None`), so that the program becomes pid 1 of its namespace:
+//! 1. make every mount private, so nothing done here propagates to the host;
+//! 2. bind the root onto itself (pivot_root needs a mount point);
+//! 3. fresh `/proc`; a minimal `/dev` (a tmpfs with the host's null, zero, full, random,
+//!    urandom and tty bound in, a new devpts instance, `/dev/shm`);
+//! 4. the requested binds (read-only when asked) and tmpfs mounts;
+//! 5. the host name; pivot_root into the root and detach the old one, so nothing of the host
+//!    stays reachable;
+//! 6. exec the program with exactly the environment given.
+//!
+//! Everything the child needs is prepared before `clone`: the parent may have other threads,
+//! and a cloned child of a threaded process must not allocate. A failing step writes its
+//! message into a close-on-exec pipe; the parent reads end-of-file when exec succeeded.
+//!
+//! Only rootful runs exist so far: the caller must be root. Rootless runs (a user namespace
+//! with the user's subordinate ids, see `notes/rootless-ids.md`) come with the run stage.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::CloneFlags;
+use nix::sys::wait::{WaitStatus, waitpid};
+
+/// A host path bound into the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    /// Absolute path inside the root.
+    pub target: String,
+    pub readonly: bool,
+}
+
+/// Which network the program sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxNetwork {
+    /// The host's (downloads during `setup`, dev servers).
+    Host,
+    /// A new network namespace with only loopback (down).
+    None,
+}
+
+/// What to run, and where.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// The folder that becomes `/`.
+    pub root: PathBuf,
+    pub binds: Vec<Bind>,
+    /// Absolute paths inside the root that get an empty tmpfs.
+    pub tmpfs: Vec<String>,
+    pub hostname: String,
+    pub network: SandboxNetwork,
+    /// The complete environment of the program.
+    pub environment: Vec<(String, String)>,
+    /// Where the program starts, inside the root.
+    pub workdir: String,
+    /// The program and its arguments; a name without `/` is looked up in the environment's
+    /// `PATH` inside the root.
+    pub argv: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the sandbox needs root for now (rootless runs are not built yet)")]
+    NotRoot,
+    #[error("`{0}` contains a NUL byte")]
+    Nul(String),
+    #[error("cannot start the sandbox")]
+    Start(#[source] std::io::Error),
+    #[error("cannot set up the sandbox: {0}")]
+    Setup(String),
+}
+
+/// How the program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+
+    /// As a shell reports it: the code, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(code) => code,
+            Exit::Signal(signal) => 128 + signal,
+        }
+    }
+}
+
+/// One mount the child performs, with its C strings ready.
+struct MountStep {
+    source: Option<CString>,
+    target: CString,
+    fstype: Option<CString>,
+    flags: MsFlags,
+    data: Option<CString>,
+    /// Create the target as a folder (or, for file binds, an empty file) first.
+    create: Create,
+    /// Remount read-only after a bind.
+    readonly: bool,
+    /// Shown if the step fails ("cannot <what>: <errno>").
+    what: String,
+    /// Shown if making it read-only fails.
+    readonly_what: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Create {
+    Nothing,
+    Folder,
+    File,
+}
+
+/// Everything the child uses, allocated before `clone`.
+struct Prepared {
+    root: CString,
+    steps: Vec<MountStep>,
+    symlinks: Vec<(CString, CString)>,
+    hostname: String,
+    workdir: CString,
+    argv: Vec<CString>,
+    environment: Vec<CString>,
+    /// Absolute candidates for the program, in `PATH` order.
+    programs: Vec<CString>,
+    /// "run `program`", for the error when no candidate can be executed.
+    run_what: String,
+}
+
+fn c(text: &str) -> Result<CString, SandboxError> {
+    CString::new(text).map_err(|_| SandboxError::Nul(text.to_string()))
+}
+
+fn c_path(path: &Path) -> Result<CString, SandboxError> {
+    c(&path.to_string_lossy())
+}
+
+/// The host device nodes a session gets.
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+fn prepare(spec: &SandboxSpec) -> Result<Prepared, SandboxError> {
+    let root = &spec.root;
+    let inside = |path: &str| root.join(path.trim_start_matches('/'));
+    let mut steps = vec![
+        MountStep {
+            source: None,
+            target: c("/")?,
+            fstype: None,
+            flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            data: None,
+            create: Create::Nothing,
+            readonly: false,
+            what: "make mounts private".into(),
+            readonly_what: String::new(),
+        },
+        MountStep {
+            source: Some(c_path(root)?),
+            target: c_path(root)?,
+            fstype: None,
+            flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+            data: None,
+            create: Create::Nothing,
+            readonly: false,
+            what: "bind the root".into(),
+            readonly_what: String::new(),
+        },
+        MountStep {
+            source: Some(c("proc")?),
+            target: c_path(&inside("proc"))?,
+            fstype: Some(c("proc")?),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            data: None,
+            create: Create::Folder,
+            readonly: false,
+            what: "mount /proc".into(),
+            readonly_what: String::new(),
+        },
+        MountStep {
+            source: Some(c("tmpfs")?),
+            target: c_path(&inside("dev"))?,
+            fstype: Some(c("tmpfs")?),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+            data: Some(c("mode=755,size=65536k")?),
+            create: Create::Folder,
+            readonly: false,
+            what: "mount /dev".into(),
+            readonly_what: String::new(),
+        },
+    ];
+    for device in DEVICES {
+        steps.push(MountStep {
+            source: Some(c(&format!("/dev/{device}"))?),
+            target: c_path(&inside(&format!("dev/{device}")))?,
+            fstype: None,
+            flags: MsFlags::MS_BIND,
+            data: None,
+            create: Create::File,
+            readonly: false,
+            what: format!("bind /dev/{device}"),
+            readonly_what: String::new(),
+        });
+    }
+    steps.push(MountStep {
+        source: Some(c("devpts")?),
+        target: c_path(&inside("dev/pts"))?,
+        fstype: Some(c("devpts")?),
+        flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        data: Some(c("newinstance,ptmxmode=0666,mode=620")?),
+        create: Create::Folder,
+        readonly: false,
+        what: "mount /dev/pts".into(),
+        readonly_what: String::new(),
+    });
+    let mut tmpfs: Vec<String> = vec!["/dev/shm".into()];
+    tmpfs.extend(spec.tmpfs.iter().cloned());
+    for path in &tmpfs {
+        steps.push(MountStep {
+            source: Some(c("tmpfs")?),
+            target: c_path(&inside(path))?,
+            fstype: Some(c("tmpfs")?),
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            data: Some(c("mode=1777")?),
+            create: Create::Folder,
+            readonly: false,
+            what: format!("mount a tmpfs at {path}"),
+            readonly_what: String::new(),
+        });
+    }
+    for bind in &spec.binds {
+        let create = if bind.source.is_dir() {
+            Create::Folder
+        } else {
+            Create::File
+        };
+        steps.push(MountStep {
+            source: Some(c_path(&bind.source)?),
+            target: c_path(&inside(&bind.target))?,
+            fstype: None,
+            flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+            data: None,
+            create,
+            readonly: bind.readonly,
+            what: format!("bind {} at {}", bind.source.display(), bind.target),
+            readonly_what: format!("make {} read-only", bind.target),
+        });
+    }
+    let symlinks = [
+        ("/proc/self/fd", "dev/fd"),
+        ("/proc/self/fd/0", "dev/stdin"),
+        ("/proc/self/fd/1", "dev/stdout"),
+        ("/proc/self/fd/2", "dev/stderr"),
+        ("pts/ptmx", "dev/ptmx"),
+    ]
+    .iter()
+    .map(|(target, link)| Ok((c(target)?, c_path(&inside(link))?)))
+    .collect::<Result<Vec<_>, SandboxError>>()?;
+    let program = spec
+        .argv
+        .first()
+        .ok_or_else(|| SandboxError::Setup("no program to run".into()))?;
+    let path_variable = spec.environment.iter().find(|(k, _)| k == "PATH").map_or(
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        |(_, v)| v.as_str(),
+    );
+    let programs = if program.contains('/') {
+        vec![c(program)?]
+    } else {
+        path_variable
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|dir| c(&format!("{dir}/{program}")))
+            .collect::<Result<_, _>>()?
+    };
+    Ok(Prepared {
+        root: c_path(root)?,
+        steps,
+        symlinks,
+        hostname: spec.hostname.clone(),
+        workdir: c(&spec.workdir)?,
+        argv: spec.argv.iter().map(|a| c(a)).collect::<Result<_, _>>()?,
+        environment: spec
+            .environment
+            .iter()
+            .map(|(k, v)| c(&format!("{k}={v}")))
+            .collect::<Result<_, _>>()?,
+        programs,
+        run_what: format!("run `{program}`"),
+    })
+}
+
+/// Runs `spec` and waits for it.
+pub fn run(spec: &SandboxSpec) -> Result<Exit, SandboxError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(SandboxError::NotRoot);
+    }
+    let prepared = prepare(spec)?;
+    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| SandboxError::Start(e.into()))?;
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC;
+    if spec.network == SandboxNetwork::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    let mut stack = vec![0u8; 1 << 20];
+    let writer_ref = &writer;
+    let child = Box::new(move || -> isize {
+        let Err((what, errno)) = child_main(&prepared);
+        // No allocation here: `clone` runs no atfork handlers, so a lock another thread of
+        // the parent held (malloc's, say) stays locked in the child.
+        for piece in ["cannot ", what, ": ", errno.desc()] {
+            let _ = nix::unistd::write(writer_ref, piece.as_bytes());
+        }
+        127
+    });
+    // SAFETY: the child only makes system calls on data prepared above and then execs or
+    // exits; the stack outlives it because we wait for it before returning.
+    #[allow(unsafe_code)]
+    let pid = unsafe { nix::sched::clone(child, &mut stack, flags, Some(nix::libc::SIGCHLD)) }
+        .map_err(|e| SandboxError::Start(e.into()))?;
+    drop(writer);
+    let mut message = String::new();
+    let _ = std::fs::File::from(reader).read_to_string(&mut message);
+    let status = loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => break Exit::Code(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => break Exit::Signal(signal as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(SandboxError::Start(e.into())),
+        }
+    };
+    if !message.is_empty() {
+        return Err(SandboxError::Setup(message));
+    }
+    Ok(status)
+}
+
+enum Never {}
+
+/// The child's side, in order; returns only on failure, with what failed.
+fn child_main(prepared: &Prepared) -> Result<Never, (&str, nix::errno::Errno)> {
+    for step in &prepared.steps {
+        match step.create {
+            Create::Folder => {
+                let _ = nix::unistd::mkdir(
+                    step.target.as_c_str(),
+                    nix::sys::stat::Mode::from_bits_truncate(0o755),
+                );
+            }
+            Create::File => {
+                let flags = nix::fcntl::OFlag::O_CREAT
+                    | nix::fcntl::OFlag::O_WRONLY
+                    | nix::fcntl::OFlag::O_CLOEXEC;
+                let _ = nix::fcntl::open(
+                    step.target.as_c_str(),
+                    flags,
+                    nix::sys::stat::Mode::from_bits_truncate(0o644),
+                );
+            }
+            Create::Nothing => {}
+        }
+        mount(
+            step.source.as_deref(),
+            step.target.as_c_str(),
+            step.fstype.as_deref(),
+            step.flags,
+            step.data.as_deref(),
+        )
+        .map_err(|e| (step.what.as_str(), e))?;
+        if step.readonly {
+            let flags =
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
+            mount(
+                None::<&str>,
+                step.target.as_c_str(),
+                None::<&str>,
+                flags,
+                None::<&str>,
+            )
+            .map_err(|e| (step.readonly_what.as_str(), e))?;
+        }
+    }
+    for (target, link) in &prepared.symlinks {
+        let _ = nix::unistd::symlinkat(target.as_c_str(), nix::fcntl::AT_FDCWD, link.as_c_str());
+    }
+    nix::unistd::sethostname(&prepared.hostname).map_err(|e| ("set the host name", e))?;
+    nix::unistd::chdir(prepared.root.as_c_str()).map_err(|e| ("enter the root", e))?;
+    // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves no way
+    // back to the host's files.
+    nix::unistd::pivot_root(".", ".").map_err(|e| ("pivot into the root", e))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| ("detach the host's root", e))?;
+    nix::unistd::chdir(prepared.workdir.as_c_str()).map_err(|e| ("enter the working folder", e))?;
+    let mut last = nix::errno::Errno::ENOENT;
+    for program in &prepared.programs {
+        match nix::unistd::execve(program.as_c_str(), &prepared.argv, &prepared.environment) {
+            Ok(never) => match never {},
+            Err(errno) => last = errno,
+        }
+    }
+    Err((prepared.run_what.as_str(), last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A root that borrows the host's programs read-only, enough for `sh`.
+    fn host_program_root() -> Option<(tempfile::TempDir, SandboxSpec)> {
+        let must_work = std::env::var("ENVKIT_MUST_WORK").is_ok_and(|v| v == "1");
+        if !nix::unistd::geteuid().is_root() {
+            assert!(
+                !must_work,
+                "ENVKIT_MUST_WORK=1 but the sandbox tests need root"
+            );
+            eprintln!("skipped: the sandbox tests need root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for link in ["bin", "sbin", "lib", "lib64"] {
+            std::os::unix::fs::symlink(format!("usr/{link}"), dir.path().join(link)).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        let spec = SandboxSpec {
+            root: dir.path().to_path_buf(),
+            binds: vec![Bind {
+                source: "/usr".into(),
+                target: "/usr".into(),
+                readonly: true,
+            }],
+            tmpfs: vec!["/tmp".into()],
+            hostname: "sandboxed".into(),
+            network: SandboxNetwork::Host,
+            environment: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            workdir: "/".into(),
+            argv: vec![],
+        };
+        Some((dir, spec))
+    }
+
+    fn sh(spec: &SandboxSpec, script: &str) -> Result<Exit, SandboxError> {
+        let mut spec = spec.clone();
+        spec.argv = vec!["sh".into(), "-c".into(), script.into()];
+        run(&spec)
+    }
+
+    #[test]
+    fn the_program_is_pid_1_in_its_own_root() {
+        let Some((dir, spec)) = host_program_root() else {
+            return;
+        };
+        let out = dir.path().join("tmp-out");
+        let mut spec = spec;
+        spec.binds.push(Bind {
+            source: dir.path().to_path_buf(),
+            target: "/out".into(),
+            readonly: false,
+        });
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        let status = sh(&spec, "echo $$ > /out/tmp-out; hostname >> /out/tmp-out; ls /dev >> /out/tmp-out; test ! -e /root && test ! -e /home && test ! -e /etc/passwd").unwrap();
+        assert_eq!(status, Exit::Code(0));
+        let text = std::fs::read_to_string(&out).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("1"), "pid 1: {text}");
+        assert_eq!(lines.next(), Some("sandboxed"));
+        for device in ["null", "urandom", "pts", "shm", "ptmx", "fd"] {
+            assert!(
+                text.lines().any(|l| l == device),
+                "{device} in /dev: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn exit_codes_come_back_and_pid_1_ignores_unhandled_signals() {
+        let Some((_dir, spec)) = host_program_root() else {
+            return;
+        };
+        assert_eq!(sh(&spec, "exit 7").unwrap(), Exit::Code(7));
+        // The kernel does not deliver a signal to a namespace's init unless it handles it:
+        // the run stage will put an init in front of the program to forward signals.
+        assert_eq!(sh(&spec, "kill -TERM $$; exit 3").unwrap(), Exit::Code(3));
+        // A child of pid 1 dies of it as anywhere else.
+        assert_eq!(
+            sh(&spec, "sh -c 'kill -TERM $$'; exit $?").unwrap(),
+            Exit::Code(143)
+        );
+        assert_eq!(Exit::Signal(15).code(), 143);
+    }
+
+    #[test]
+    fn read_only_binds_refuse_writes_and_devices_work() {
+        let Some((_dir, spec)) = host_program_root() else {
+            return;
+        };
+        assert_eq!(
+            sh(&spec, "touch /usr/envkit-test 2>/dev/null").unwrap(),
+            Exit::Code(1)
+        );
+        assert_eq!(
+            sh(
+                &spec,
+                "head -c 16 /dev/urandom > /dev/null && echo ok > /tmp/x && test -s /tmp/x"
+            )
+            .unwrap(),
+            Exit::Code(0)
+        );
+    }
+
+    #[test]
+    fn a_missing_program_is_reported() {
+        let Some((_dir, spec)) = host_program_root() else {
+            return;
+        };
+        let mut spec = spec;
+        spec.argv = vec!["no-such-program".into()];
+        let error = run(&spec).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cannot set up the sandbox: cannot run `no-such-program`: No such file or directory"
+        );
+    }
+
+    #[test]
+    fn no_network_leaves_only_loopback() {
+        let Some((_dir, spec)) = host_program_root() else {
+            return;
+        };
+        let mut spec = spec;
+        spec.network = SandboxNetwork::None;
+        assert_eq!(sh(&spec, "test \"$(ls /sys/class/net 2>/dev/null | wc -l)\" -le 1 && ! grep -qv -e lo: -e Inter -e face /proc/net/dev").unwrap(), Exit::Code(0));
+    }
+}
