@@ -2,6 +2,7 @@
 //!
 //! Not built yet; `env build` reports that it is not available (see the book's architecture
 //! chapter for the plan).
+pub mod base;
 pub mod deb;
 pub mod download;
 pub mod layer_tar;

@@ -62,6 +62,8 @@ pub struct SandboxSpec {
     /// The program and its arguments; a name without `/` is looked up in the environment's
     /// `PATH` inside the root.
     pub argv: Vec<String>,
+    /// Send the program's stdout and stderr to this host file (appending) instead of ours.
+    pub log: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -312,9 +314,25 @@ pub fn run(spec: &SandboxSpec) -> Result<Exit, SandboxError> {
     if spec.network == SandboxNetwork::None {
         flags |= CloneFlags::CLONE_NEWNET;
     }
+    let log = match &spec.log {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(SandboxError::Start)?,
+        ),
+        None => None,
+    };
+    let log_ref = log.as_ref();
     let mut stack = vec![0u8; 1 << 20];
     let writer_ref = &writer;
     let child = Box::new(move || -> isize {
+        if let Some(file) = log_ref {
+            // dup2 leaves close-on-exec off on the copies, so the program keeps them.
+            let _ = nix::unistd::dup2_stdout(file);
+            let _ = nix::unistd::dup2_stderr(file);
+        }
         let Err((what, errno)) = child_main(&prepared);
         // No allocation here: `clone` runs no atfork handlers, so a lock another thread of
         // the parent held (malloc's, say) stays locked in the child.
@@ -443,6 +461,7 @@ mod tests {
             environment: vec![("PATH".into(), "/usr/bin:/bin".into())],
             workdir: "/".into(),
             argv: vec![],
+            log: None,
         };
         Some((dir, spec))
     }
@@ -514,6 +533,19 @@ mod tests {
             .unwrap(),
             Exit::Code(0)
         );
+    }
+
+    #[test]
+    fn output_can_go_to_a_log() {
+        let Some((dir, spec)) = host_program_root() else {
+            return;
+        };
+        let mut spec = spec;
+        let log = dir.path().join("../sandbox-test.log");
+        spec.log = Some(log.clone());
+        assert_eq!(sh(&spec, "echo out; echo err >&2").unwrap(), Exit::Code(0));
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "out\nerr\n");
+        std::fs::remove_file(&log).unwrap();
     }
 
     #[test]

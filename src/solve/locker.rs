@@ -52,6 +52,10 @@ pub fn lock(
     }
     let index = &*index;
     let base = resolve::resolve_base(index, &inputs.release)?;
+    let essential: HashSet<PackageId> = resolve::resolve_essential(index, &inputs.release)?
+        .packages
+        .into_iter()
+        .collect();
     let request = Request {
         release: &inputs.release,
         installed: &base.packages,
@@ -83,7 +87,7 @@ pub fn lock(
                 sha256: package.sha256.clone(),
                 layer,
                 requested: requested.contains(&id),
-                essential: package.essential,
+                essential: essential.contains(&id),
                 batch: batches.get(&id).copied().unwrap_or(0),
             });
         }

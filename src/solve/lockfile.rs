@@ -60,7 +60,8 @@ pub struct LockedPackage {
     pub layer: Layer,
     /// Named in `packages` (rather than pulled in).
     pub requested: bool,
-    /// Essential: extracted before dpkg runs when the base layer is built.
+    /// In the Essential closure (Essential packages and what they need): extracted before
+    /// dpkg runs when the base layer is built.
     pub essential: bool,
     /// Install batch within the layer: a package's Pre-Depends are configured in an earlier one.
     pub batch: u32,

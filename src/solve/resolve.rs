@@ -92,6 +92,24 @@ pub struct Resolution {
     pub requested: Vec<PackageId>,
 }
 
+/// The Essential closure: what a root needs before its own dpkg can run (extracted first).
+pub fn resolve_essential(index: &Index, release: &str) -> Result<Resolution, ResolveError> {
+    let mut names: Vec<String> = index
+        .heads()
+        .filter(|(_, h)| h.essential)
+        .map(|(_, h)| index.name(h.name).to_string())
+        .collect();
+    names.sort_unstable();
+    let request = Request {
+        release,
+        installed: &[],
+        names: &names,
+        recommends: false,
+        requested_by: "the essential set",
+    };
+    resolve(index, &request)
+}
+
 /// The base set: Essential and Priority required packages plus apt, as debootstrap's minbase.
 pub fn resolve_base(index: &Index, release: &str) -> Result<Resolution, ResolveError> {
     let mut essential: Vec<&str> = Vec::new();

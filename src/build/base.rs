@@ -1,0 +1,371 @@
+//! The base layer: a Debian root built from the lock's base packages by the image's own dpkg.
+//!
+//! The recipe measured in `notes/debian-rootfs.md`, as mmdebstrap's minbase does it:
+//! 1. a skeleton: dpkg's database folders with an empty status, the architecture, apt's
+//!    folders, and the merged-/usr links (`bin`, `sbin`, `lib`, `lib64` -> `usr/...`), which
+//!    bookworm's `usr-is-merged` insists on and trixie's base-files ships anyway;
+//! 2. the data of the Essential closure extracted (keeping those links), so a shell, libc and
+//!    dpkg exist inside;
+//! 3. inside the sandbox, one `dpkg --install --force-depends` of the Essential closure (dpkg
+//!    does not order by Pre-Depends, hence the force; every file is already there);
+//! 4. daemons blocked (`policy-rc.d` exits 101, `start-stop-daemon` stubbed), then the rest of
+//!    the base in install batches: a package's Pre-Depends are configured in an earlier call;
+//! 5. the build-time changes undone and what differs from run to run removed (logs, caches,
+//!    machine-id, `/tmp`, `/run`), `SOURCE_DATE_EPOCH` set throughout so tools write
+//!    reproducible data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::sandbox::{Bind, SandboxError, SandboxNetwork, SandboxSpec};
+use crate::solve::lockfile::{Layer, Lock, LockedPackage};
+
+use super::deb::{Deb, DebError, ExtractOptions};
+use super::download::deb_path;
+
+/// Where the cached `.deb`s appear inside the root while dpkg runs.
+const DEBS_INSIDE: &str = "/var/cache/envkit-debs";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    #[error("cannot prepare `{}`", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Deb(#[from] DebError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("dpkg failed ({what}); its output is in `{}`", log.display())]
+    Dpkg { what: String, log: PathBuf },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BaseError + '_ {
+    move |source| BaseError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Builds the base layer of `lock` into `tree` (an empty folder), with `.deb`s from the cache.
+pub fn build_base(
+    tree: &Path,
+    lock: &Lock,
+    cache_dir: &Path,
+    source_date_epoch: u64,
+    log: &Path,
+) -> Result<(), BaseError> {
+    skeleton(tree)?;
+    let mut base: Vec<&LockedPackage> = lock.layer(Layer::Base).collect();
+    base.sort_by(|a, b| (a.batch, &a.name).cmp(&(b.batch, &b.name)));
+    let essential: Vec<&LockedPackage> = base.iter().copied().filter(|p| p.essential).collect();
+    let options = ExtractOptions {
+        preserve_owners: true,
+    };
+    for package in &essential {
+        Deb::open(&deb_path(cache_dir, &package.sha256), &package.name)?
+            .extract_data(tree, &options)?;
+    }
+    let run_dpkg =
+        |what: &str, args: &[&str], packages: &[&LockedPackage]| -> Result<(), BaseError> {
+            let mut argv: Vec<String> = vec!["dpkg".into()];
+            argv.extend(args.iter().map(|a| a.to_string()));
+            argv.extend(
+                packages
+                    .iter()
+                    .map(|p| format!("{DEBS_INSIDE}/{}.deb", p.sha256)),
+            );
+            let spec = SandboxSpec {
+                root: tree.to_path_buf(),
+                binds: vec![Bind {
+                    source: cache_dir.join("debs-v1"),
+                    target: DEBS_INSIDE.into(),
+                    readonly: true,
+                }],
+                tmpfs: vec![],
+                hostname: "envkit-build".into(),
+                network: SandboxNetwork::None,
+                environment: build_environment(source_date_epoch),
+                workdir: "/".into(),
+                argv,
+                log: Some(log.to_path_buf()),
+            };
+            match crate::sandbox::run(&spec)? {
+                exit if exit.success() => Ok(()),
+                _ => Err(BaseError::Dpkg {
+                    what: what.to_string(),
+                    log: log.to_path_buf(),
+                }),
+            }
+        };
+    run_dpkg(
+        "installing the essential set",
+        &["--install", "--force-depends"],
+        &essential,
+    )?;
+    block_daemons(tree)?;
+    let mut batches: BTreeMap<u32, Vec<&LockedPackage>> = BTreeMap::new();
+    for package in base.iter().copied().filter(|p| !p.essential) {
+        batches.entry(package.batch).or_default().push(package);
+    }
+    for (batch, packages) in &batches {
+        run_dpkg(
+            &format!("installing base batch {batch}"),
+            &["--install"],
+            packages,
+        )?;
+    }
+    unblock_daemons(tree)?;
+    clean(tree)?;
+    Ok(())
+}
+
+/// The environment dpkg and maintainer scripts run with.
+pub fn build_environment(source_date_epoch: u64) -> Vec<(String, String)> {
+    [
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ),
+        ("DEBIAN_FRONTEND", "noninteractive".into()),
+        ("DEBCONF_NONINTERACTIVE_SEEN", "true".into()),
+        ("LC_ALL", "C.UTF-8".into()),
+        ("LANG", "C.UTF-8".into()),
+        ("LANGUAGE", "C.UTF-8".into()),
+        ("HOME", "/root".into()),
+        ("SOURCE_DATE_EPOCH", source_date_epoch.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn skeleton(tree: &Path) -> Result<(), BaseError> {
+    for link in ["bin", "sbin", "lib", "lib64"] {
+        let target = tree.join("usr").join(link);
+        std::fs::create_dir_all(&target).map_err(io(&target))?;
+        let path = tree.join(link);
+        std::os::unix::fs::symlink(format!("usr/{link}"), &path).map_err(io(&path))?;
+    }
+    for dir in [
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "var/lib/dpkg/triggers",
+        "var/lib/dpkg/alternatives",
+        "etc/apt/apt.conf.d",
+        "etc/apt/sources.list.d",
+        "etc/apt/preferences.d",
+        "etc/dpkg/dpkg.cfg.d",
+        "var/cache/apt/archives/partial",
+        "var/lib/apt/lists/partial",
+        "var/log/apt",
+        "tmp",
+        "dev",
+        "proc",
+        "sys",
+        "root",
+    ] {
+        let path = tree.join(dir);
+        std::fs::create_dir_all(&path).map_err(io(&path))?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tree.join("tmp");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).map_err(io(&tmp))?;
+    for (file, content) in [
+        ("var/lib/dpkg/status", ""),
+        ("var/lib/dpkg/arch", "amd64\n"),
+        ("etc/fstab", "# UNCONFIGURED FSTAB FOR BASE SYSTEM\n"),
+    ] {
+        let path = tree.join(file);
+        std::fs::write(&path, content).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// Maintainer scripts must not start services in a build.
+fn block_daemons(tree: &Path) -> Result<(), BaseError> {
+    use std::os::unix::fs::PermissionsExt;
+    let policy = tree.join("usr/sbin/policy-rc.d");
+    std::fs::write(&policy, "#!/bin/sh\nexit 101\n").map_err(io(&policy))?;
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o755))
+        .map_err(io(&policy))?;
+    let daemon = tree.join("usr/sbin/start-stop-daemon");
+    if daemon.exists() {
+        let real = tree.join("usr/sbin/start-stop-daemon.REAL");
+        std::fs::rename(&daemon, &real).map_err(io(&daemon))?;
+        std::fs::write(
+            &daemon,
+            "#!/bin/sh\necho 'Warning: start-stop-daemon is stubbed during the build' >&2\n",
+        )
+        .map_err(io(&daemon))?;
+        std::fs::set_permissions(&daemon, std::fs::Permissions::from_mode(0o755))
+            .map_err(io(&daemon))?;
+    }
+    Ok(())
+}
+
+fn unblock_daemons(tree: &Path) -> Result<(), BaseError> {
+    let real = tree.join("usr/sbin/start-stop-daemon.REAL");
+    if real.exists() {
+        let daemon = tree.join("usr/sbin/start-stop-daemon");
+        std::fs::rename(&real, &daemon).map_err(io(&real))?;
+    }
+    let policy = tree.join("usr/sbin/policy-rc.d");
+    std::fs::remove_file(&policy).map_err(io(&policy))
+}
+
+/// Removes what differs from build to build, as mmdebstrap's reproducible cleanup does.
+fn clean(tree: &Path) -> Result<(), BaseError> {
+    for file in [
+        "var/log/dpkg.log",
+        "var/log/alternatives.log",
+        "var/log/apt/history.log",
+        "var/log/apt/term.log",
+        "var/log/apt/eipp.log.xz",
+        "var/cache/ldconfig/aux-cache",
+        "var/lib/dbus/machine-id",
+        "var/lib/dpkg/status-old",
+        "var/lib/dpkg/available-old",
+        "etc/resolv.conf",
+        "etc/hostname",
+    ] {
+        let path = tree.join(file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(BaseError::Io { path, source }),
+        }
+    }
+    let machine_id = tree.join("etc/machine-id");
+    if machine_id.exists() {
+        std::fs::write(&machine_id, "").map_err(io(&machine_id))?;
+    }
+    for dir in [
+        "tmp",
+        "var/cache/apt/archives/partial",
+        DEBS_INSIDE.trim_start_matches('/'),
+    ] {
+        let path = tree.join(dir);
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let target = entry.path();
+            let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&target)
+            } else {
+                std::fs::remove_file(&target)
+            };
+            removed.map_err(io(&target))?;
+        }
+    }
+    let mount_point = tree.join(DEBS_INSIDE.trim_start_matches('/'));
+    let _ = std::fs::remove_dir(&mount_point);
+    for (file, name) in [
+        ("var/cache/apt", "pkgcache.bin"),
+        ("var/cache/apt", "srcpkgcache.bin"),
+    ] {
+        let _ = std::fs::remove_file(tree.join(file).join(name));
+    }
+    Ok(())
+}
+
+/// SOURCE_DATE_EPOCH for a lock: the newest signed index date, so the same lock always builds
+/// with the same clock.
+pub fn source_date_epoch(lock: &Lock) -> u64 {
+    lock.indexes
+        .iter()
+        .filter_map(|i| rfc2822_epoch(&i.date))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Seconds since 1970 for a Release `Date:` such as `Sat, 11 Jul 2026 10:16:37 UTC`.
+pub fn rfc2822_epoch(date: &str) -> Option<u64> {
+    let mut words = date.split_whitespace();
+    let first = words.next()?;
+    let day: u64 = if first.ends_with(',') {
+        words.next()?.parse().ok()?
+    } else {
+        first.parse().ok()?
+    };
+    let month_name = words.next()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == month_name)? as u64
+        + 1;
+    let year: i64 = words.next()?.parse().ok()?;
+    let mut clock = words.next()?.split(':').map(|p| p.parse::<u64>().ok());
+    let (hour, minute, second) = (
+        clock.next()??,
+        clock.next()??,
+        clock.next().flatten().unwrap_or(0),
+    );
+    // Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * m as i64 + 2) / 5 + day as i64 - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    u64::try_from(days)
+        .ok()
+        .map(|d| d * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_dates_become_epochs() {
+        assert_eq!(rfc2822_epoch("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
+        assert_eq!(
+            rfc2822_epoch("Sat, 11 Jul 2026 10:16:37 UTC"),
+            Some(1_783_764_997)
+        );
+        assert_eq!(
+            rfc2822_epoch("Tue, 29 Feb 2000 12:00:00 UTC"),
+            Some(951_825_600)
+        );
+        assert_eq!(rfc2822_epoch("garbage"), None);
+    }
+}
+
+#[cfg(test)]
+mod real_build {
+    use super::*;
+
+    /// Scratch check against a real lock: `ENVKIT_TRY_BASE=/path/to/env.lock`.
+    #[test]
+    #[ignore = "builds a real base layer; run by hand"]
+    fn builds_a_real_base() {
+        let Some(lock_path) = std::env::var_os("ENVKIT_TRY_BASE") else { return };
+        let lock = Lock::parse(&std::fs::read_to_string(lock_path).unwrap()).unwrap();
+        let cache = crate::paths::cache_dir();
+        let mirrors = crate::mirror::host_mirrors(Path::new("/etc/apt")).unwrap();
+        let started = std::time::Instant::now();
+        super::super::download::download_all(&lock, &mirrors, &cache, &crate::fetch::Fetcher::new()).unwrap();
+        eprintln!("downloads: {:?}", started.elapsed());
+        let tree = PathBuf::from("/var/tmp/envkit-base-try");
+        let _ = std::fs::remove_dir_all(&tree);
+        std::fs::create_dir_all(&tree).unwrap();
+        let log = PathBuf::from("/var/tmp/envkit-base-try.log");
+        let _ = std::fs::remove_file(&log);
+        let started = std::time::Instant::now();
+        let result = build_base(&tree, &lock, &cache, source_date_epoch(&lock), &log);
+        eprintln!("base: {:?} {result:?}", started.elapsed());
+        result.unwrap();
+        let options = super::super::layer_tar::TarOptions { clamp_mtime: source_date_epoch(&lock), overlay_upper: false };
+        let digest = super::super::layer_tar::layer_digest(&tree, &options).unwrap();
+        eprintln!("diff_id: {} ({} entries, {} bytes)", digest.diff_id, digest.entries, digest.size);
+    }
+}
