@@ -38,8 +38,8 @@ pub enum BaseError {
     Deb(#[from] DebError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
-    #[error("dpkg failed ({what}); its output is in `{}`", log.display())]
-    Dpkg { what: String, log: PathBuf },
+    #[error("{what} failed; its output is in `{}`", log.display())]
+    Step { what: String, log: PathBuf },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BaseError + '_ {
@@ -68,38 +68,15 @@ pub fn build_base(
         Deb::open(&deb_path(cache_dir, &package.sha256), &package.name)?
             .extract_data(tree, &options)?;
     }
+    let dpkg = Dpkg {
+        root: tree,
+        overlay: None,
+        cache_dir,
+        source_date_epoch,
+        log,
+    };
     let run_dpkg =
-        |what: &str, args: &[&str], packages: &[&LockedPackage]| -> Result<(), BaseError> {
-            let mut argv: Vec<String> = vec!["dpkg".into()];
-            argv.extend(args.iter().map(|a| a.to_string()));
-            argv.extend(
-                packages
-                    .iter()
-                    .map(|p| format!("{DEBS_INSIDE}/{}.deb", p.sha256)),
-            );
-            let spec = SandboxSpec {
-                root: tree.to_path_buf(),
-                binds: vec![Bind {
-                    source: cache_dir.join("debs-v1"),
-                    target: DEBS_INSIDE.into(),
-                    readonly: true,
-                }],
-                tmpfs: vec![],
-                hostname: "envkit-build".into(),
-                network: SandboxNetwork::None,
-                environment: build_environment(source_date_epoch),
-                workdir: "/".into(),
-                argv,
-                log: Some(log.to_path_buf()),
-            };
-            match crate::sandbox::run(&spec)? {
-                exit if exit.success() => Ok(()),
-                _ => Err(BaseError::Dpkg {
-                    what: what.to_string(),
-                    log: log.to_path_buf(),
-                }),
-            }
-        };
+        |what: &str, args: &[&str], packages: &[&LockedPackage]| dpkg.install(what, args, packages);
     run_dpkg(
         "installing the essential set",
         &["--install", "--force-depends"],
@@ -120,6 +97,57 @@ pub fn build_base(
     unblock_daemons(tree)?;
     clean(tree)?;
     Ok(())
+}
+
+/// Runs the image's own dpkg in the sandbox with the cached `.deb`s visible.
+pub struct Dpkg<'a> {
+    /// The root (an empty mount point when `overlay` is set).
+    pub root: &'a Path,
+    pub overlay: Option<crate::sandbox::Overlay>,
+    pub cache_dir: &'a Path,
+    pub source_date_epoch: u64,
+    pub log: &'a Path,
+}
+
+impl Dpkg<'_> {
+    /// `dpkg ARGS PACKAGES...`; `what` names the step in the error.
+    pub fn install(
+        &self,
+        what: &str,
+        args: &[&str],
+        packages: &[&LockedPackage],
+    ) -> Result<(), BaseError> {
+        let mut argv: Vec<String> = vec!["dpkg".into()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv.extend(
+            packages
+                .iter()
+                .map(|p| format!("{DEBS_INSIDE}/{}.deb", p.sha256)),
+        );
+        let spec = SandboxSpec {
+            root: self.root.to_path_buf(),
+            overlay: self.overlay.clone(),
+            binds: vec![Bind {
+                source: self.cache_dir.join("debs-v1"),
+                target: DEBS_INSIDE.into(),
+                readonly: true,
+            }],
+            tmpfs: vec![],
+            hostname: "envkit-build".into(),
+            network: SandboxNetwork::None,
+            environment: build_environment(self.source_date_epoch),
+            workdir: "/".into(),
+            argv,
+            log: Some(self.log.to_path_buf()),
+        };
+        match crate::sandbox::run(&spec)? {
+            exit if exit.success() => Ok(()),
+            _ => Err(BaseError::Step {
+                what: format!("dpkg ({what})"),
+                log: self.log.to_path_buf(),
+            }),
+        }
+    }
 }
 
 /// The environment dpkg and maintainer scripts run with.
@@ -185,7 +213,7 @@ fn skeleton(tree: &Path) -> Result<(), BaseError> {
 }
 
 /// Maintainer scripts must not start services in a build.
-fn block_daemons(tree: &Path) -> Result<(), BaseError> {
+pub(crate) fn block_daemons(tree: &Path) -> Result<(), BaseError> {
     use std::os::unix::fs::PermissionsExt;
     let policy = tree.join("usr/sbin/policy-rc.d");
     std::fs::write(&policy, "#!/bin/sh\nexit 101\n").map_err(io(&policy))?;
@@ -206,7 +234,7 @@ fn block_daemons(tree: &Path) -> Result<(), BaseError> {
     Ok(())
 }
 
-fn unblock_daemons(tree: &Path) -> Result<(), BaseError> {
+pub(crate) fn unblock_daemons(tree: &Path) -> Result<(), BaseError> {
     let real = tree.join("usr/sbin/start-stop-daemon.REAL");
     if real.exists() {
         let daemon = tree.join("usr/sbin/start-stop-daemon");
@@ -217,7 +245,7 @@ fn unblock_daemons(tree: &Path) -> Result<(), BaseError> {
 }
 
 /// Removes what differs from build to build, as mmdebstrap's reproducible cleanup does.
-fn clean(tree: &Path) -> Result<(), BaseError> {
+pub(crate) fn clean(tree: &Path) -> Result<(), BaseError> {
     for file in [
         "var/log/dpkg.log",
         "var/log/alternatives.log",
@@ -348,12 +376,20 @@ mod real_build {
     #[test]
     #[ignore = "builds a real base layer; run by hand"]
     fn builds_a_real_base() {
-        let Some(lock_path) = std::env::var_os("ENVKIT_TRY_BASE") else { return };
+        let Some(lock_path) = std::env::var_os("ENVKIT_TRY_BASE") else {
+            return;
+        };
         let lock = Lock::parse(&std::fs::read_to_string(lock_path).unwrap()).unwrap();
         let cache = crate::paths::cache_dir();
         let mirrors = crate::mirror::host_mirrors(Path::new("/etc/apt")).unwrap();
         let started = std::time::Instant::now();
-        super::super::download::download_all(&lock, &mirrors, &cache, &crate::fetch::Fetcher::new()).unwrap();
+        super::super::download::download_all(
+            &lock,
+            &mirrors,
+            &cache,
+            &crate::fetch::Fetcher::new(),
+        )
+        .unwrap();
         eprintln!("downloads: {:?}", started.elapsed());
         let tree = PathBuf::from("/var/tmp/envkit-base-try");
         let _ = std::fs::remove_dir_all(&tree);
@@ -364,8 +400,14 @@ mod real_build {
         let result = build_base(&tree, &lock, &cache, source_date_epoch(&lock), &log);
         eprintln!("base: {:?} {result:?}", started.elapsed());
         result.unwrap();
-        let options = super::super::layer_tar::TarOptions { clamp_mtime: source_date_epoch(&lock), overlay_upper: false };
+        let options = super::super::layer_tar::TarOptions {
+            clamp_mtime: source_date_epoch(&lock),
+            overlay_upper: false,
+        };
         let digest = super::super::layer_tar::layer_digest(&tree, &options).unwrap();
-        eprintln!("diff_id: {} ({} entries, {} bytes)", digest.diff_id, digest.entries, digest.size);
+        eprintln!(
+            "diff_id: {} ({} entries, {} bytes)",
+            digest.diff_id, digest.entries, digest.size
+        );
     }
 }

@@ -5,6 +5,8 @@
 pub mod base;
 pub mod deb;
 pub mod download;
+pub mod image;
 pub mod layer_tar;
+pub mod layers;
 pub mod plan;
 pub mod store;

@@ -138,6 +138,13 @@ impl Store {
         }))
     }
 
+    /// Where the output of building `key` is written; kept after a failure so it can be read.
+    pub fn log_path(&self, key: &str) -> PathBuf {
+        let dir = self.root.join("logs");
+        let _ = std::fs::create_dir_all(&dir);
+        dir.join(format!("{key}.log"))
+    }
+
     /// Keys of every finished layer.
     pub fn layer_keys(&self) -> Result<Vec<String>, StoreError> {
         let dir = self.root.join("layers-v1");
@@ -158,8 +165,24 @@ impl LayerBuild {
         self.temporary.join("tree")
     }
 
+    /// A scratch path beside the tree (overlay mount points, logs), gone when the build ends.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let path = self.temporary.join(name);
+        let _ = std::fs::create_dir_all(&path);
+        path
+    }
+
     /// Records the layer and moves it under its real name in one rename.
     pub fn publish(self, record: &LayerRecord) -> Result<(), StoreError> {
+        // Only the tree and its record are kept.
+        for entry in std::fs::read_dir(&self.temporary)
+            .map_err(io(&self.temporary))?
+            .flatten()
+        {
+            if entry.file_name() != "tree" {
+                remove_tree(&entry.path())?;
+            }
+        }
         let record_path = self.temporary.join("layer.json");
         let json = serde_json::to_vec_pretty(record).map_err(|source| StoreError::Record {
             path: record_path.clone(),

@@ -99,3 +99,24 @@ pub fn run(args: &LockArgs, file: Option<&Path>) -> Result<(), Failure> {
     );
     Ok(())
 }
+
+/// The env file's lock, brought up to date first (from cached indexes) when it is missing or
+/// no longer matches: what `env build`, `shell` and `run` start from.
+pub fn current_lock(spec: &crate::spec::Spec) -> Result<crate::solve::lockfile::Lock, Failure> {
+    let path = lock_path(&spec.origin.file);
+    let previous = read_lock(&path)?;
+    if let Some(lock) = &previous
+        && check(spec, lock).is_ok()
+    {
+        return Ok(lock.clone());
+    }
+    let lock = solve(spec, previous.as_ref(), &Update::Nothing, Freshness::Cached)?;
+    write_lock(&path, &lock)?;
+    eprintln!(
+        "locked {}: {} packages from {}",
+        crate::spec::display_name(&path),
+        lock.packages.len(),
+        lock.release
+    );
+    Ok(lock)
+}

@@ -1,5 +1,6 @@
 //! The `env` command: argument parsing and one function per subcommand.
 
+mod build;
 mod check;
 mod completions;
 mod init;
@@ -38,11 +39,7 @@ pub enum Command {
     /// Resolve packages into env.lock.
     Lock(lock::LockArgs),
     /// Build the image from env.lock.
-    Build {
-        /// Print which layers are cached and which would be built.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Build(build::BuildArgs),
     /// List built images.
     Images {
         /// Print JSON on stdout.
@@ -157,7 +154,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Inspect(args) => inspect::run(&args, file),
         Command::Completions(args) => completions::run(&args),
         Command::Lock(args) => lock::run(&args, file),
-        Command::Build { .. } => Err(Failure::unavailable("build", "building images")),
+        Command::Build(args) => build::run(&args, file),
         Command::Images { .. } => Err(Failure::unavailable("images", "the image store")),
         Command::Verify => Err(Failure::unavailable("verify", "the image store")),
         Command::Shell { .. } => Err(Failure::unavailable("shell", "entering environments")),

@@ -36,6 +36,8 @@ pub enum Failure {
     },
     #[error(transparent)]
     Solve(#[from] crate::solve::stage::SolveError),
+    #[error(transparent)]
+    Build(#[from] crate::build::image::BuildError),
     #[error("{message}")]
     Stale {
         message: String,
@@ -76,6 +78,10 @@ impl Failure {
                 SolveError::Resolve { .. } | SolveError::Sources(_) | SolveError::BadLock { .. },
             ) => EXIT_USER_ERROR,
             Failure::Solve(_) => EXIT_FAILURE,
+            Failure::Build(crate::build::image::BuildError::Plan(
+                crate::build::plan::PlanError::NoInputMatch { .. },
+            )) => EXIT_USER_ERROR,
+            Failure::Build(_) => EXIT_FAILURE,
             Failure::Spec(_) | Failure::User { .. } | Failure::Unavailable { .. } => {
                 EXIT_USER_ERROR
             }
@@ -88,9 +94,11 @@ impl Failure {
             Failure::User { hint, .. } => hint.clone(),
             Failure::Io { .. } => None,
             Failure::Solve(error) => error.hint(),
+            Failure::Build(crate::build::image::BuildError::Download(error)) => error.hint(),
+            Failure::Build(_) => None,
             Failure::Stale { .. } => Some("run `env lock` to update it, and commit the result".into()),
             Failure::Unavailable { .. } => Some(
-                "available now: `env init`, `env check`, `env lock`, `env inspect` and `env completions`"
+                "available now: `env init`, `env check`, `env lock`, `env build`, `env inspect` and `env completions`"
                     .into(),
             ),
         }

@@ -45,11 +45,24 @@ pub enum SandboxNetwork {
     None,
 }
 
+/// An overlay mounted as the root: read-only layers below, a writable upper folder above
+/// that receives every change (a new layer, or a session's throw-away state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    /// Lower layers, top first.
+    pub lowers: Vec<PathBuf>,
+    pub upper: PathBuf,
+    /// Overlayfs's scratch folder, on the same file system as `upper`.
+    pub work: PathBuf,
+}
+
 /// What to run, and where.
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
-    /// The folder that becomes `/`.
+    /// The folder that becomes `/` (an empty folder when `overlay` is set).
     pub root: PathBuf,
+    /// Mount this overlay at `root` first.
+    pub overlay: Option<Overlay>,
     pub binds: Vec<Bind>,
     /// Absolute paths inside the root that get an empty tmpfs.
     pub tmpfs: Vec<String>,
@@ -152,18 +165,44 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 fn prepare(spec: &SandboxSpec) -> Result<Prepared, SandboxError> {
     let root = &spec.root;
     let inside = |path: &str| root.join(path.trim_start_matches('/'));
-    let mut steps = vec![
-        MountStep {
-            source: None,
-            target: c("/")?,
-            fstype: None,
-            flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            data: None,
+    let mut steps = vec![MountStep {
+        source: None,
+        target: c("/")?,
+        fstype: None,
+        flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        data: None,
+        create: Create::Nothing,
+        readonly: false,
+        what: "make mounts private".into(),
+        readonly_what: String::new(),
+    }];
+    if let Some(overlay) = &spec.overlay {
+        let lowers: Vec<String> = overlay
+            .lowers
+            .iter()
+            .map(|l| l.to_string_lossy().into_owned())
+            .collect();
+        // redirect_dir and metacopy off: every changed file is whole in the upper folder, so
+        // the upper folder is a complete layer on its own.
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+            lowers.join(":"),
+            overlay.upper.display(),
+            overlay.work.display()
+        );
+        steps.push(MountStep {
+            source: Some(c("overlay")?),
+            target: c_path(root)?,
+            fstype: Some(c("overlay")?),
+            flags: MsFlags::empty(),
+            data: Some(c(&options)?),
             create: Create::Nothing,
             readonly: false,
-            what: "make mounts private".into(),
+            what: "mount the overlay root".into(),
             readonly_what: String::new(),
-        },
+        });
+    }
+    steps.extend([
         MountStep {
             source: Some(c_path(root)?),
             target: c_path(root)?,
@@ -197,7 +236,7 @@ fn prepare(spec: &SandboxSpec) -> Result<Prepared, SandboxError> {
             what: "mount /dev".into(),
             readonly_what: String::new(),
         },
-    ];
+    ]);
     for device in DEVICES {
         steps.push(MountStep {
             source: Some(c(&format!("/dev/{device}"))?),
@@ -450,6 +489,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("etc")).unwrap();
         let spec = SandboxSpec {
             root: dir.path().to_path_buf(),
+            overlay: None,
             binds: vec![Bind {
                 source: "/usr".into(),
                 target: "/usr".into(),
@@ -546,6 +586,47 @@ mod tests {
         assert_eq!(sh(&spec, "echo out; echo err >&2").unwrap(), Exit::Code(0));
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "out\nerr\n");
         std::fs::remove_file(&log).unwrap();
+    }
+
+    #[test]
+    fn an_overlay_root_collects_changes_in_its_upper_folder() {
+        let Some((dir, spec)) = host_program_root() else {
+            return;
+        };
+        let scratch = tempfile::tempdir().unwrap();
+        let (upper, work, merged) = (
+            scratch.path().join("upper"),
+            scratch.path().join("work"),
+            scratch.path().join("merged"),
+        );
+        for d in [&upper, &work, &merged] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(dir.path().join("etc/kept"), "lower").unwrap();
+        let mut spec = spec;
+        spec.root = merged.clone();
+        spec.overlay = Some(Overlay {
+            lowers: vec![dir.path().to_path_buf()],
+            upper: upper.clone(),
+            work,
+        });
+        assert_eq!(
+            sh(
+                &spec,
+                "test \"$(cat /etc/kept)\" = lower && echo new > /etc/added"
+            )
+            .unwrap(),
+            Exit::Code(0)
+        );
+        assert_eq!(
+            std::fs::read_to_string(upper.join("etc/added")).unwrap(),
+            "new\n"
+        );
+        assert!(
+            !dir.path().join("etc/added").exists(),
+            "the lower layer is untouched"
+        );
+        assert!(!upper.join("etc/kept").exists());
     }
 
     #[test]

@@ -1,0 +1,307 @@
+//! `Lock` + the spec's setup steps -> an `Image` in the store: plan, download what is
+//! missing, build the layers the store lacks, then record the image.
+//!
+//! An image is named `NAME:LOCKHASH12` (the env's name, and the first 12 hex digits of blake3
+//! of the lock text plus the setup steps' layer keys); its id is the SHA-256 of its OCI
+//! manifest, whose layers are the uncompressed canonical layer tars (so each layer's digest is
+//! its diff_id). Image records live in `<store>/images-v1/<NAME>/<LOCKHASH12>.json`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::fetch::Fetcher;
+use crate::mirror::Mirrors;
+use crate::solve::lockfile::Lock;
+use crate::spec::SetupStep;
+
+use super::base::{BaseError, build_base, source_date_epoch};
+use super::download::{DownloadError, download_all};
+use super::layer_tar::{LayerTarError, TarOptions, layer_digest};
+use super::layers::{OverlayScratch, build_packages, build_setup};
+use super::plan::{BuildPlan, LayerKind, PlanError, plan};
+use super::store::{LayerRecord, Store, StoreError};
+
+/// One layer of a built image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLayer {
+    /// `base`, `packages`, `setup-1`, ...
+    pub name: String,
+    pub key: String,
+    pub diff_id: String,
+    pub size: u64,
+}
+
+/// A built image: what `env images` and `env inspect` report, and what run mounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// `NAME:LOCKHASH12`.
+    pub name: String,
+    /// `sha256:<hex>` of the OCI manifest.
+    pub id: String,
+    pub architecture: String,
+    /// Bottom first.
+    pub layers: Vec<ImageLayer>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    #[error("cannot build the {layer} layer")]
+    Layer {
+        layer: String,
+        #[source]
+        source: BaseError,
+    },
+    #[error("cannot compute the {layer} layer's digest")]
+    Digest {
+        layer: String,
+        #[source]
+        source: LayerTarError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the image is built from.
+pub struct BuildInputs<'a> {
+    /// The environment's name (image name before the colon).
+    pub name: &'a str,
+    pub lock: &'a Lock,
+    pub setup: &'a [SetupStep],
+    /// The env file's folder: setup inputs are relative to it, setup steps see it.
+    pub project_dir: &'a Path,
+    /// Where setup steps see the project (the env's mount of `.`, or `/work`).
+    pub project_at: &'a str,
+    pub mirrors: &'a Mirrors,
+    pub cache_dir: &'a Path,
+}
+
+/// Progress worth telling the user, as it happens.
+pub enum Event<'a> {
+    Building { layer: &'a str },
+    Built { layer: &'a str, seconds: f64 },
+}
+
+/// The plan for these inputs (for `--dry-run`, and the first step of [`build`]).
+pub fn build_plan(inputs: &BuildInputs<'_>, store: &Store) -> Result<BuildPlan, BuildError> {
+    Ok(plan(inputs.lock, inputs.setup, inputs.project_dir, store)?)
+}
+
+/// Builds what the store lacks and records the image.
+pub fn build(
+    inputs: &BuildInputs<'_>,
+    store: &Store,
+    on_event: &dyn Fn(Event<'_>),
+) -> Result<Image, BuildError> {
+    let plan = build_plan(inputs, store)?;
+    let epoch = source_date_epoch(inputs.lock);
+    if !plan.is_complete() {
+        download_all(
+            inputs.lock,
+            inputs.mirrors,
+            inputs.cache_dir,
+            &Fetcher::new(),
+        )?;
+    }
+    let mut lowers: Vec<PathBuf> = Vec::new();
+    let mut layers = Vec::new();
+    for planned in &plan.layers {
+        let name = planned.kind.name();
+        if let Some(build) = store.begin(&planned.key)? {
+            on_event(Event::Building { layer: &name });
+            let started = Instant::now();
+            let tree = build.tree();
+            let log = store.log_path(&planned.key);
+            let _ = std::fs::remove_file(&log);
+            let layer_error = |source| BuildError::Layer {
+                layer: name.clone(),
+                source,
+            };
+            let overlay_upper = planned.kind != LayerKind::Base;
+            match &planned.kind {
+                LayerKind::Base => build_base(&tree, inputs.lock, inputs.cache_dir, epoch, &log)
+                    .map_err(layer_error)?,
+                LayerKind::Packages => {
+                    let scratch = OverlayScratch {
+                        merged: build.scratch("merged"),
+                        work: build.scratch("work"),
+                    };
+                    build_packages(
+                        &tree,
+                        &scratch,
+                        &top_first(&lowers),
+                        inputs.lock,
+                        inputs.cache_dir,
+                        epoch,
+                        &log,
+                    )
+                    .map_err(layer_error)?;
+                }
+                LayerKind::Setup(index) => {
+                    let scratch = OverlayScratch {
+                        merged: build.scratch("merged"),
+                        work: build.scratch("work"),
+                    };
+                    let command = &inputs.setup[*index].command;
+                    build_setup(
+                        &tree,
+                        &scratch,
+                        &top_first(&lowers),
+                        command,
+                        inputs.project_dir,
+                        inputs.project_at,
+                        epoch,
+                        &log,
+                    )
+                    .map_err(layer_error)?;
+                }
+            }
+            let digest = layer_digest(
+                &tree,
+                &TarOptions {
+                    clamp_mtime: epoch,
+                    overlay_upper,
+                },
+            )
+            .map_err(|source| BuildError::Digest {
+                layer: name.clone(),
+                source,
+            })?;
+            let record = LayerRecord {
+                key: planned.key.clone(),
+                diff_id: digest.diff_id,
+                size: digest.size,
+                kind: name.clone(),
+                parent: planned.parent.clone(),
+            };
+            build.publish(&record)?;
+            on_event(Event::Built {
+                layer: &name,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+        let record = store.layer(&planned.key)?.ok_or_else(|| StoreError::Io {
+            path: store.tree(&planned.key),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "layer missing right after it was built",
+            ),
+        })?;
+        lowers.push(store.tree(&planned.key));
+        layers.push(ImageLayer {
+            name,
+            key: planned.key.clone(),
+            diff_id: record.diff_id,
+            size: record.size,
+        });
+    }
+    let image = describe(inputs, &plan, layers);
+    record_image(store, &image)?;
+    Ok(image)
+}
+
+/// Overlay wants the topmost lower layer first.
+fn top_first(lowers: &[PathBuf]) -> Vec<PathBuf> {
+    lowers.iter().rev().cloned().collect()
+}
+
+/// The image's name, and its id from the OCI config and manifest.
+fn describe(inputs: &BuildInputs<'_>, plan: &BuildPlan, layers: Vec<ImageLayer>) -> Image {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(inputs.lock.render().as_bytes());
+    for layer in &plan.layers {
+        hasher.update(layer.key.as_bytes());
+    }
+    let tag = hasher.finalize().to_hex()[..12].to_string();
+    let config = json!({
+        "architecture": inputs.lock.architecture,
+        "os": "linux",
+        "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>() },
+        "config": { "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["/bin/bash"] },
+    });
+    let config_bytes = serde_json::to_vec(&config).unwrap_or_default();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", crate::fetch::sha256_hex(&config_bytes)), "size": config_bytes.len() },
+        "layers": layers.iter().map(|l| json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l.diff_id, "size": l.size })).collect::<Vec<_>>(),
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap_or_default();
+    Image {
+        name: format!("{}:{tag}", inputs.name),
+        id: format!("sha256:{}", crate::fetch::sha256_hex(&manifest_bytes)),
+        architecture: inputs.lock.architecture.clone(),
+        layers,
+    }
+}
+
+fn image_path(store: &Store, name: &str) -> PathBuf {
+    let (repository, tag) = name.split_once(':').unwrap_or((name, "latest"));
+    store
+        .root()
+        .join("images-v1")
+        .join(repository)
+        .join(format!("{tag}.json"))
+}
+
+fn record_image(store: &Store, image: &Image) -> Result<(), StoreError> {
+    let path = image_path(store, &image.name);
+    let bytes = serde_json::to_vec_pretty(image).map_err(|source| StoreError::Record {
+        path: path.clone(),
+        source,
+    })?;
+    crate::fetch::write_bytes_atomically(&path, &bytes).map_err(|e| StoreError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// The image of this name, if the store has it.
+pub fn find_image(store: &Store, name: &str) -> Result<Option<Image>, StoreError> {
+    let path = image_path(store, name);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Record { path, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io { path, source }),
+    }
+}
+
+/// Every image in the store, sorted by name.
+pub fn list_images(store: &Store) -> Result<Vec<Image>, StoreError> {
+    let mut images = Vec::new();
+    let root = store.root().join("images-v1");
+    let Ok(repositories) = std::fs::read_dir(&root) else {
+        return Ok(images);
+    };
+    for repository in repositories.flatten() {
+        for tag in std::fs::read_dir(repository.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = tag.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let bytes = std::fs::read(&path).map_err(|source| StoreError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                images.push(serde_json::from_slice(&bytes).map_err(|source| {
+                    StoreError::Record {
+                        path: path.clone(),
+                        source,
+                    }
+                })?);
+            }
+        }
+    }
+    images.sort_by(|a: &Image, b: &Image| a.name.cmp(&b.name));
+    Ok(images)
+}

@@ -1,0 +1,91 @@
+//! `env build`: the image of env.lock (locking first when needed), or with `--dry-run` the
+//! plan of which layers are cached and which would be built.
+
+use std::path::Path;
+
+use clap::Parser;
+
+use super::{Failure, load_spec};
+use crate::build::download::human_bytes;
+use crate::build::image::{BuildInputs, Event, build, build_plan};
+use crate::build::store::Store;
+use crate::spec::Spec;
+
+#[derive(Debug, Parser)]
+pub struct BuildArgs {
+    /// Print which layers are cached and which would be built, and build nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
+    let loaded = load_spec(file)?;
+    let spec = &loaded.spec;
+    let lock = super::lock::current_lock(spec)?;
+    let mirrors = crate::mirror::choose_mirrors(
+        spec.mirror.as_ref().map(|m| m.url.as_str()),
+        std::env::var("ENVKIT_MIRROR").ok().as_deref(),
+        Path::new("/etc/apt"),
+    )
+    .map_err(crate::solve::stage::SolveError::from)?;
+    let name = image_repository(spec);
+    let project_at = spec
+        .mounts
+        .iter()
+        .find(|m| m.source == ".")
+        .map_or("/work", |m| m.at.as_str());
+    let cache_dir = crate::paths::cache_dir();
+    let inputs = BuildInputs {
+        name: &name,
+        lock: &lock,
+        setup: &spec.setup,
+        project_dir: &spec.origin.dir,
+        project_at,
+        mirrors: &mirrors,
+        cache_dir: &cache_dir,
+    };
+    let store = Store::default_location();
+    if args.dry_run {
+        let plan = build_plan(&inputs, &store)?;
+        for layer in &plan.layers {
+            let state = if layer.cached { "cached" } else { "to build" };
+            eprintln!(
+                "{:<10} {:<9} {}  {}",
+                layer.kind.name(),
+                state,
+                &layer.key[..12],
+                layer.summary
+            );
+        }
+        return Ok(());
+    }
+    let image = build(&inputs, &store, &|event| match event {
+        Event::Building { layer } => eprintln!("building {layer} layer"),
+        Event::Built { layer, seconds } => eprintln!("built {layer} layer in {seconds:.1} s"),
+    })?;
+    eprintln!("image {}  id {}", image.name, image.id);
+    for layer in &image.layers {
+        eprintln!(
+            "  {:<10} {:>9}  {}",
+            layer.name,
+            human_bytes(layer.size),
+            layer.diff_id
+        );
+    }
+    Ok(())
+}
+
+/// The image name before the colon: the env's name, else its folder's.
+pub fn image_repository(spec: &Spec) -> String {
+    spec.name.clone().unwrap_or_else(|| {
+        let folder = spec
+            .origin
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Some(crate::spec::rules::sanitize_host_name(&folder))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "env".into())
+    })
+}
