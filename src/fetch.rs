@@ -78,6 +78,25 @@ impl Validators {
     }
 }
 
+/// Attempts for a request that failed at the network level (name resolution, connection):
+/// such failures are often momentary under many parallel requests.
+const NETWORK_ATTEMPTS: u32 = 4;
+
+/// Runs `request` again after a network failure, waiting 0.5 s, 1 s, 2 s; other failures
+/// (an HTTP status, a checksum) are final at once.
+pub fn with_retries<T>(request: impl Fn() -> Result<T, FetchError>) -> Result<T, FetchError> {
+    let mut attempt = 1;
+    loop {
+        match request() {
+            Err(FetchError::Network { .. }) if attempt < NETWORK_ATTEMPTS => {
+                std::thread::sleep(Duration::from_millis(500 << (attempt - 1)));
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Downloads with one shared HTTP agent.
 pub struct Fetcher {
     agent: ureq::Agent,

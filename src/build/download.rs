@@ -135,34 +135,33 @@ fn download_one(
 ) -> Result<(), DownloadError> {
     let url = deb_url(mirrors, package);
     let destination = deb_path(cache_dir, &package.sha256);
-    fetcher
-        .download_resumable(&url, &package.sha256, &destination, &|bytes| {
+    crate::fetch::with_retries(|| {
+        fetcher.download_resumable(&url, &package.sha256, &destination, &|bytes| {
             progress.advance(bytes)
         })
-        .map_err(|source| match source {
-            FetchError::Status {
-                status: 404 | 410,
-                url,
-            } => DownloadError::Missing {
+    })
+    .map_err(|source| match source {
+        FetchError::Status {
+            status: 404 | 410,
+            url,
+        } => DownloadError::Missing {
+            package: package.name.clone(),
+            version: package.version.clone(),
+            url,
+        },
+        FetchError::Read { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            DownloadError::Missing {
                 package: package.name.clone(),
                 version: package.version.clone(),
-                url,
-            },
-            FetchError::Read { ref source, .. }
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                DownloadError::Missing {
-                    package: package.name.clone(),
-                    version: package.version.clone(),
-                    url: url.clone(),
-                }
+                url: url.clone(),
             }
-            source => DownloadError::Fetch {
-                package: package.name.clone(),
-                version: package.version.clone(),
-                source,
-            },
-        })
+        }
+        source => DownloadError::Fetch {
+            package: package.name.clone(),
+            version: package.version.clone(),
+            source,
+        },
+    })
 }
 
 /// A byte-counting bar on a terminal; one line per finished package otherwise (CI logs).

@@ -211,14 +211,18 @@ fn top_first(lowers: &[PathBuf]) -> Vec<PathBuf> {
     lowers.iter().rev().cloned().collect()
 }
 
-/// The image's name, and its id from the OCI config and manifest.
-fn describe(inputs: &BuildInputs<'_>, plan: &BuildPlan, layers: Vec<ImageLayer>) -> Image {
+/// `NAME:TAG`: the tag is blake3 of the lock text and the layer keys, 12 hex digits.
+pub fn image_name(inputs: &BuildInputs<'_>, plan: &BuildPlan) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(inputs.lock.render().as_bytes());
     for layer in &plan.layers {
         hasher.update(layer.key.as_bytes());
     }
-    let tag = hasher.finalize().to_hex()[..12].to_string();
+    format!("{}:{}", inputs.name, &hasher.finalize().to_hex()[..12])
+}
+
+/// The image's name, and its id from the OCI config and manifest.
+fn describe(inputs: &BuildInputs<'_>, plan: &BuildPlan, layers: Vec<ImageLayer>) -> Image {
     let config = json!({
         "architecture": inputs.lock.architecture,
         "os": "linux",
@@ -234,7 +238,7 @@ fn describe(inputs: &BuildInputs<'_>, plan: &BuildPlan, layers: Vec<ImageLayer>)
     });
     let manifest_bytes = serde_json::to_vec(&manifest).unwrap_or_default();
     Image {
-        name: format!("{}:{tag}", inputs.name),
+        name: image_name(inputs, plan),
         id: format!("sha256:{}", crate::fetch::sha256_hex(&manifest_bytes)),
         architecture: inputs.lock.architecture.clone(),
         layers,

@@ -75,6 +75,14 @@ pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Where setup steps see the project: where the env mounts `.`, else `/work`.
+pub fn project_mount_point(spec: &Spec) -> &str {
+    spec.mounts
+        .iter()
+        .find(|m| m.source == ".")
+        .map_or("/work", |m| m.at.as_str())
+}
+
 /// The image name before the colon: the env's name, else its folder's.
 pub fn image_repository(spec: &Spec) -> String {
     spec.name.clone().unwrap_or_else(|| {

@@ -3,6 +3,7 @@
 mod build;
 mod check;
 mod completions;
+mod images;
 mod init;
 mod inspect;
 mod lock;
@@ -41,11 +42,7 @@ pub enum Command {
     /// Build the image from env.lock.
     Build(build::BuildArgs),
     /// List built images.
-    Images {
-        /// Print JSON on stdout.
-        #[arg(long)]
-        json: bool,
-    },
+    Images(images::ImagesArgs),
     /// Recompute every layer's digest and report what differs.
     Verify,
     /// Open an interactive shell in the environment.
@@ -155,7 +152,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Completions(args) => completions::run(&args),
         Command::Lock(args) => lock::run(&args, file),
         Command::Build(args) => build::run(&args, file),
-        Command::Images { .. } => Err(Failure::unavailable("images", "the image store")),
+        Command::Images(args) => images::run(&args),
         Command::Verify => Err(Failure::unavailable("verify", "the image store")),
         Command::Shell { .. } => Err(Failure::unavailable("shell", "entering environments")),
         Command::Run { .. } => Err(Failure::unavailable("run", "entering environments")),

@@ -188,7 +188,7 @@ impl Repository<'_> {
                 .unwrap_or_default(),
             None => Validators::default(),
         };
-        match self.fetcher.get_conditional(&url, &validators)? {
+        match crate::fetch::with_retries(|| self.fetcher.get_conditional(&url, &validators))? {
             Conditional::Missing => Ok(None),
             Conditional::NotModified => match &cached {
                 Some(text) => parse_release(&url, text).map(Some),
@@ -265,8 +265,9 @@ impl Repository<'_> {
             format!("{dists}/{}", file.path)
         };
         if !cached.is_file() {
-            self.fetcher
-                .download_verified(&url, &file.sha256, &cached)?;
+            crate::fetch::with_retries(|| {
+                self.fetcher.download_verified(&url, &file.sha256, &cached)
+            })?;
         }
         let compressed = std::fs::File::open(&cached).map_err(|source| FetchError::Read {
             url: url.clone(),

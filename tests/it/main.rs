@@ -2,6 +2,7 @@
 //!
 //! Modules, one per concern:
 //! - `passthrough`: `env` keeps behaving as coreutils `env` for non-envkit command lines.
+//! - `build`: `env build` of real bookworm and trixie images (root, network tier).
 //! - `check`: diagnostics for every kind of mistake (snapshots) and valid files.
 //! - `inspect`: `env inspect --json` and the canonical hash's location independence.
 //! - `init`: `env init` and what it writes.
@@ -17,6 +18,7 @@
 
 mod common;
 
+mod build;
 mod check;
 mod docs;
 mod envs;
