@@ -98,7 +98,7 @@ impl Failure {
             Failure::Build(_) => None,
             Failure::Stale { .. } => Some("run `env lock` to update it, and commit the result".into()),
             Failure::Unavailable { .. } => Some(
-                "available now: `env init`, `env check`, `env lock`, `env build`, `env inspect` and `env completions`"
+                "available now: `env init`, `env check`, `env lock`, `env build`, `env images`, `env inspect` and `env completions`"
                     .into(),
             ),
         }
