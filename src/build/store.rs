@@ -6,7 +6,8 @@
 //! <store>/tmp/<key>.<pid>/             a layer being built (never under a real name)
 //! <store>/locks/<key>.lock             serialises builders of the same layer
 //! ```
-//! A layer appears under `layers-v1/<key>` only by renaming a finished temporary directory, so
+//! A layer appears under `layers-v1/<key>` only by renaming a finished temporary directory
+//! after its file system was synced, so
 //! an interrupted build (Ctrl-C, kill -9, power loss) leaves nothing under a real name;
 //! leftovers in `tmp/` are removed by the next builder of the same key (which holds its lock,
 //! so the leftover cannot belong to a live builder) and by `env gc`.
@@ -183,6 +184,12 @@ impl LayerBuild {
                 remove_tree(&entry.path())?;
             }
         }
+        // Layers are written without per-file fsync (dpkg runs with --force-unsafe-io); one
+        // syncfs makes every file of the tree durable before the rename can publish it.
+        let tree = self.tree();
+        File::open(&tree)
+            .and_then(|dir| nix::unistd::syncfs(&dir).map_err(std::io::Error::from))
+            .map_err(io(&tree))?;
         let record_path = self.temporary.join("layer.json");
         let json = serde_json::to_vec_pretty(record).map_err(|source| StoreError::Record {
             path: record_path.clone(),
