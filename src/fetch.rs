@@ -180,73 +180,12 @@ impl Fetcher {
             }),
         }
     }
-
-    /// Downloads `url` to `destination`, checking its SHA-256 on the way; the file appears
-    /// under its name only when complete and correct.
-    pub fn download_verified(
-        &self,
-        url: &str,
-        sha256: &str,
-        destination: &Path,
-    ) -> Result<(), FetchError> {
-        let reader: Box<dyn Read> = match file_path(url) {
-            Some(path) => {
-                Box::new(
-                    std::fs::File::open(&path).map_err(|source| FetchError::Read {
-                        url: url.to_string(),
-                        source,
-                    })?,
-                )
-            }
-            None => {
-                let response = self.agent.get(url).call().map_err(|e| network(url, &e))?;
-                let status = response.status().as_u16();
-                if status != 200 {
-                    return Err(FetchError::Status {
-                        url: url.to_string(),
-                        status,
-                    });
-                }
-                Box::new(response.into_body().into_reader())
-            }
-        };
-        write_atomically(destination, |file| {
-            let mut hasher = Sha256::new();
-            let mut reader = reader;
-            let mut buffer = vec![0u8; 1 << 16];
-            loop {
-                let read = reader
-                    .read(&mut buffer)
-                    .map_err(|source| FetchError::Read {
-                        url: url.to_string(),
-                        source,
-                    })?;
-                if read == 0 {
-                    break;
-                }
-                hasher.update(&buffer[..read]);
-                file.write_all(&buffer[..read])
-                    .map_err(|source| FetchError::Cache {
-                        path: destination.to_path_buf(),
-                        source,
-                    })?;
-            }
-            let actual = hex(&hasher.finalize());
-            if !actual.eq_ignore_ascii_case(sha256) {
-                return Err(FetchError::HashMismatch {
-                    url: url.to_string(),
-                    expected: sha256.to_string(),
-                    actual,
-                });
-            }
-            Ok(())
-        })
-    }
 }
 
 impl Fetcher {
-    /// Downloads `url` to `destination` like [`Fetcher::download_verified`], but keeps what
-    /// arrived in `destination.partial` when interrupted and continues from there next time
+    /// Downloads `url` to `destination`, checking its SHA-256 on the way; the file appears
+    /// under its name only when complete and correct. What arrived is kept in
+    /// `destination.partial` when interrupted, and the next call continues from there
     /// (HTTP range requests; a server that ignores the range restarts the file). `progress` is
     /// called with the number of new bytes as they arrive. The checksum covers the whole file,
     /// resumed part included; on a mismatch the partial file is deleted.
@@ -450,13 +389,13 @@ mod tests {
         let fetcher = Fetcher::new();
         let good = dir.path().join("cache/good");
         fetcher
-            .download_verified(&url, &sha256_hex(b"content"), &good)
+            .download_resumable(&url, &sha256_hex(b"content"), &good, &|_| {})
             .unwrap();
         assert_eq!(std::fs::read(&good).unwrap(), b"content");
 
         let bad = dir.path().join("cache/bad");
         let error = fetcher
-            .download_verified(&url, &sha256_hex(b"other"), &bad)
+            .download_resumable(&url, &sha256_hex(b"other"), &bad, &|_| {})
             .unwrap_err();
         assert!(matches!(error, FetchError::HashMismatch { .. }), "{error}");
         assert!(!bad.exists(), "nothing under the real name");

@@ -268,14 +268,7 @@ fn record_image(store: &Store, image: &Image) -> Result<(), StoreError> {
 
 /// The image of this name, if the store has it.
 pub fn find_image(store: &Store, name: &str) -> Result<Option<Image>, StoreError> {
-    let path = image_path(store, name);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| StoreError::Record { path, source }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(StoreError::Io { path, source }),
-    }
+    super::store::read_record(&image_path(store, name))
 }
 
 /// Every image in the store, sorted by name.

@@ -95,14 +95,7 @@ impl Store {
 
     /// The record of a finished layer, or `None` when the store does not have it.
     pub fn layer(&self, key: &str) -> Result<Option<LayerRecord>, StoreError> {
-        let path = self.layer_dir(key).join("layer.json");
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| StoreError::Record { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io { path, source }),
-        }
+        read_record(&self.layer_dir(key).join("layer.json"))
     }
 
     /// Starts building `key`: waits for any other builder of the same key, and returns `None`
@@ -220,6 +213,25 @@ impl Drop for LayerBuild {
         if self.temporary.exists() {
             let _ = remove_tree(&self.temporary);
         }
+    }
+}
+
+/// A JSON record of the store, or `None` when there is no such file.
+pub fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::Record {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

@@ -266,7 +266,8 @@ impl Repository<'_> {
         };
         if !cached.is_file() {
             crate::fetch::with_retries(|| {
-                self.fetcher.download_verified(&url, &file.sha256, &cached)
+                self.fetcher
+                    .download_resumable(&url, &file.sha256, &cached, &|_| {})
             })?;
         }
         let compressed = std::fs::File::open(&cached).map_err(|source| FetchError::Read {
