@@ -8,6 +8,7 @@ mod init;
 mod inspect;
 mod lock;
 mod report;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -153,7 +154,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Lock(args) => lock::run(&args, file),
         Command::Build(args) => build::run(&args, file),
         Command::Images(args) => images::run(&args),
-        Command::Verify => Err(Failure::unavailable("verify", "the image store")),
+        Command::Verify => verify::run(file),
         Command::Shell { .. } => Err(Failure::unavailable("shell", "entering environments")),
         Command::Run { .. } => Err(Failure::unavailable("run", "entering environments")),
         Command::Up => Err(Failure::unavailable("up", "peers")),

@@ -96,9 +96,12 @@ impl Failure {
             Failure::Solve(error) => error.hint(),
             Failure::Build(crate::build::image::BuildError::Download(error)) => error.hint(),
             Failure::Build(_) => None,
+            Failure::Stale { message, .. } if message.contains("changed since they were built") => {
+                Some("the store was modified outside envkit; delete the store folder's layers-v1 entries named above and run `env build`".into())
+            }
             Failure::Stale { .. } => Some("run `env lock` to update it, and commit the result".into()),
             Failure::Unavailable { .. } => Some(
-                "available now: `env init`, `env check`, `env lock`, `env build`, `env images`, `env inspect` and `env completions`"
+                "available now: `env init`, `env check`, `env lock`, `env build`, `env images`, `env verify`, `env inspect` and `env completions`"
                     .into(),
             ),
         }

@@ -406,6 +406,10 @@ enum Never {}
 
 /// The child's side, in order; returns only on failure, with what failed.
 fn child_main(prepared: &Prepared) -> Result<Never, (&str, nix::errno::Errno)> {
+    // If envkit dies (Ctrl-C, kill -9), the sandbox dies with it instead of running on as an
+    // orphan; as pid 1 it takes its whole namespace along.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| ("ask to die with envkit", e))?;
     for step in &prepared.steps {
         match step.create {
             Create::Folder => {

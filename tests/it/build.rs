@@ -141,3 +141,109 @@ fn trixie_python_builds() {
         versions[0]
     );
 }
+
+#[test]
+fn a_killed_build_leaves_only_whole_layers_and_the_next_build_continues() {
+    if !can_build("interrupting a build") {
+        return;
+    }
+    let project = tempfile::tempdir().unwrap();
+    let env = |step: &str| {
+        format!("name \"killed\"\nbase \"debian:bookworm\"\npackages \"jq\"\nsetup \"{step}\"\n")
+    };
+    std::fs::write(project.path().join("env.kdl"), env("sleep 60")).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let mut command = envkit(project.path(), &["build"]);
+    command
+        .env("ENVKIT_CACHE_DIR", shared_cache())
+        .env("ENVKIT_STORE_DIR", store.path());
+    command.stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    // Wait until the setup step runs, then kill envkit outright.
+    let started = std::time::Instant::now();
+    let log_dir = store.path().join("logs");
+    while store
+        .path()
+        .join("layers-v1")
+        .read_dir()
+        .map_or(0, |d| d.count())
+        < 2
+    {
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "base and packages layers never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(log_dir.exists());
+
+    for entry in std::fs::read_dir(store.path().join("layers-v1")).unwrap() {
+        let layer = entry.unwrap().path();
+        assert!(
+            layer.join("layer.json").is_file(),
+            "{} is under a real name without its record",
+            layer.display()
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(store.path().join("layers-v1"))
+            .unwrap()
+            .count(),
+        2,
+        "only base and packages"
+    );
+    // The sandbox died with envkit: nothing is left sleeping.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sleeping = std::process::Command::new("pgrep")
+        .args(["-x", "sleep"])
+        .output()
+        .unwrap();
+    let sleepers = String::from_utf8_lossy(&sleeping.stdout)
+        .lines()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c == "sleep\u{0}60\u{0}")
+        })
+        .count();
+    assert_eq!(sleepers, 0, "the setup step outlived envkit");
+
+    std::fs::write(project.path().join("env.kdl"), env("true")).unwrap();
+    let outcome = build_in(project.path(), store.path(), &["build"]);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.transcript());
+    assert!(
+        !outcome.stderr.contains("building base") && !outcome.stderr.contains("building packages"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("built setup-1 layer"),
+        "{}",
+        outcome.stderr
+    );
+
+    // env verify notices a layer changed behind envkit's back.
+    assert_eq!(
+        build_in(project.path(), store.path(), &["verify"]).code,
+        Some(0)
+    );
+    let packages = std::fs::read_dir(store.path().join("layers-v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read_to_string(p.join("layer.json"))
+                .unwrap()
+                .contains("\"packages\"")
+        })
+        .unwrap();
+    std::fs::write(packages.join("tree/usr/bin/jq"), "not jq").unwrap();
+    let verify = build_in(project.path(), store.path(), &["verify"]);
+    assert_eq!(verify.code, Some(1), "{}", verify.transcript());
+    assert!(
+        verify.stderr.contains("CHANGED  packages"),
+        "{}",
+        verify.stderr
+    );
+}

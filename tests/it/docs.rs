@@ -14,7 +14,7 @@ fn command_reference() -> String {
          `env`. `-f FILE` works with every subcommand. Exit codes: 0 success, 1 an operation \
          failed, 2 invalid input or a command not available yet; `env run` exits with the \
          command's own status.\n\n\
-         Available now: `init`, `check`, `lock`, `build` (as root), `images`, `inspect`, `completions`. The others answer \"not \
+         Available now: `init`, `check`, `lock`, `build` (as root), `images`, `verify`, `inspect`, `completions`. The others answer \"not \
          available yet\" until their stage is built.\n",
     );
     let mut command = Cli::command();

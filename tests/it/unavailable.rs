@@ -6,7 +6,6 @@ use crate::common::{envkit, run};
 fn later_stage_commands_exit_2_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[&[&str]] = &[
-        &["verify"],
         &["shell"],
         &["run", "--", "true"],
         &["up"],

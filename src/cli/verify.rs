@@ -1,0 +1,74 @@
+//! `env verify`: recompute every layer's diff_id from its tree and name what differs.
+
+use std::path::Path;
+
+use super::{Failure, load_spec};
+use crate::build::image::{BuildError, BuildInputs, build_plan, find_image, image_name};
+use crate::build::layer_tar::{TarOptions, layer_digest};
+use crate::build::store::Store;
+
+pub fn run(file: Option<&Path>) -> Result<(), Failure> {
+    let loaded = load_spec(file)?;
+    let spec = &loaded.spec;
+    let lock = super::lock::current_lock(spec)?;
+    let store = Store::default_location();
+    let mirrors = crate::mirror::choose_mirrors(
+        spec.mirror.as_ref().map(|m| m.url.as_str()),
+        std::env::var("ENVKIT_MIRROR").ok().as_deref(),
+        Path::new("/etc/apt"),
+    )
+    .map_err(crate::solve::stage::SolveError::from)?;
+    let repository = super::build::image_repository(spec);
+    let cache_dir = crate::paths::cache_dir();
+    let inputs = BuildInputs {
+        name: &repository,
+        lock: &lock,
+        setup: &spec.setup,
+        project_dir: &spec.origin.dir,
+        project_at: super::build::project_mount_point(spec),
+        mirrors: &mirrors,
+        cache_dir: &cache_dir,
+    };
+    let plan = build_plan(&inputs, &store)?;
+    let name = image_name(&inputs, &plan);
+    let Some(image) = find_image(&store, &name).map_err(BuildError::from)? else {
+        return Err(Failure::user(
+            format!("`{name}` is not built"),
+            Some("run `env build` first".into()),
+        ));
+    };
+    let clamp = crate::build::base::source_date_epoch(&lock);
+    let mut damaged = Vec::new();
+    for layer in &image.layers {
+        let options = TarOptions {
+            clamp_mtime: clamp,
+            overlay_upper: layer.name != "base",
+        };
+        let tree = store.tree(&layer.key);
+        let digest = layer_digest(&tree, &options).map_err(|source| BuildError::Digest {
+            layer: layer.name.clone(),
+            source,
+        })?;
+        if digest.diff_id == layer.diff_id {
+            eprintln!("ok       {:<10} {}", layer.name, layer.diff_id);
+        } else {
+            eprintln!(
+                "CHANGED  {:<10} recorded {}, tree gives {}",
+                layer.name, layer.diff_id, digest.diff_id
+            );
+            damaged.push(layer.name.clone());
+        }
+    }
+    if damaged.is_empty() {
+        eprintln!("{name}: every layer matches its recorded diff_id");
+        return Ok(());
+    }
+    Err(Failure::Stale {
+        message: format!(
+            "{name}: {} layer(s) changed since they were built: {}",
+            damaged.len(),
+            damaged.join(", ")
+        ),
+        reasons: Vec::new(),
+    })
+}
