@@ -200,10 +200,45 @@ impl Fetcher {
             path: destination.to_path_buf(),
             source,
         };
-        let partial = partial_path(destination);
-        if let Some(dir) = partial.parent() {
+        if let Some(dir) = destination.parent() {
             std::fs::create_dir_all(dir).map_err(cache_error)?;
         }
+        // Several envkit processes may share one cache: one downloads, the others wait for
+        // it and then find the file complete.
+        let mut lock_name = destination
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        lock_name.push(".lock");
+        let lock =
+            std::fs::File::create(destination.with_file_name(lock_name)).map_err(cache_error)?;
+        lock.lock().map_err(cache_error)?;
+        if destination.is_file() {
+            return Ok(());
+        }
+        match self.download_locked(url, sha256, destination, progress) {
+            // The partial file is already whole (or longer than the file): start over once.
+            Err(FetchError::Status { status: 416, .. }) => {
+                let _ = std::fs::remove_file(partial_path(destination));
+                self.download_locked(url, sha256, destination, progress)
+            }
+            result => result,
+        }
+    }
+
+    /// [`Fetcher::download_resumable`] once its lock is held.
+    fn download_locked(
+        &self,
+        url: &str,
+        sha256: &str,
+        destination: &Path,
+        progress: &dyn Fn(u64),
+    ) -> Result<(), FetchError> {
+        let cache_error = |source| FetchError::Cache {
+            path: destination.to_path_buf(),
+            source,
+        };
+        let partial = partial_path(destination);
         let mut hasher = Sha256::new();
         let mut have = 0u64;
         if let Ok(mut existing) = std::fs::File::open(&partial) {
@@ -240,11 +275,6 @@ impl Fetcher {
                 match response.status().as_u16() {
                     206 if have > 0 => (Box::new(response.into_body().into_reader()), true),
                     200 => (Box::new(response.into_body().into_reader()), false),
-                    // The partial file is already whole (or longer than the file): start over.
-                    416 => {
-                        let _ = std::fs::remove_file(&partial);
-                        return self.download_resumable(url, sha256, destination, progress);
-                    }
                     status => {
                         return Err(FetchError::Status {
                             url: url.to_string(),
@@ -399,11 +429,41 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, FetchError::HashMismatch { .. }), "{error}");
         assert!(!bad.exists(), "nothing under the real name");
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+        let partials: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
             .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains("partial"))
             .collect();
-        assert_eq!(leftovers.len(), 1, "no partial files left: {leftovers:?}");
+        assert!(partials.is_empty(), "no partial files left: {partials:?}");
+    }
+
+    #[test]
+    fn processes_sharing_a_cache_download_a_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = vec![7u8; 3_000_000];
+        let source = dir.path().join("Packages.xz");
+        std::fs::write(&source, &content).unwrap();
+        let url = format!("file://{}", source.display());
+        let destination = dir.path().join("cache/by-hash");
+        let received = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    let count = |n| {
+                        received.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    };
+                    Fetcher::new()
+                        .download_resumable(&url, &sha256_hex(&content), &destination, &count)
+                        .unwrap();
+                });
+            }
+        });
+        assert_eq!(std::fs::read(&destination).unwrap(), content);
+        assert_eq!(
+            received.into_inner(),
+            3_000_000,
+            "downloaded once, the others waited"
+        );
     }
 
     #[test]
