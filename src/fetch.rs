@@ -196,10 +196,7 @@ impl Fetcher {
         destination: &Path,
         progress: &dyn Fn(u64),
     ) -> Result<(), FetchError> {
-        let cache_error = |source| FetchError::Cache {
-            path: destination.to_path_buf(),
-            source,
-        };
+        let cache_error = cache_error(destination);
         if let Some(dir) = destination.parent() {
             std::fs::create_dir_all(dir).map_err(cache_error)?;
         }
@@ -234,10 +231,7 @@ impl Fetcher {
         destination: &Path,
         progress: &dyn Fn(u64),
     ) -> Result<(), FetchError> {
-        let cache_error = |source| FetchError::Cache {
-            path: destination.to_path_buf(),
-            source,
-        };
+        let cache_error = cache_error(destination);
         let partial = partial_path(destination);
         let mut hasher = Sha256::new();
         let mut have = 0u64;
@@ -320,6 +314,14 @@ impl Fetcher {
             });
         }
         std::fs::rename(&partial, destination).map_err(cache_error)
+    }
+}
+
+/// Maps an I/O error on a cache file to a `FetchError` naming it.
+fn cache_error(path: &Path) -> impl Fn(std::io::Error) -> FetchError + Copy + '_ {
+    move |source| FetchError::Cache {
+        path: path.to_path_buf(),
+        source,
     }
 }
 

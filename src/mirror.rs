@@ -134,6 +134,16 @@ pub fn choose_mirrors(
     host_mirrors(apt_dir)
 }
 
+/// The mirrors for an environment: its `mirror`, else `ENVKIT_MIRROR`, else `/etc/apt`.
+pub fn for_spec(spec: &crate::spec::Spec) -> Result<Mirrors, SourcesError> {
+    let environment = std::env::var("ENVKIT_MIRROR").ok();
+    choose_mirrors(
+        spec.mirror.as_ref().map(|m| m.url.as_str()),
+        environment.as_deref(),
+        Path::new("/etc/apt"),
+    )
+}
+
 /// The Debian archive and security mirrors named by the apt sources under `apt_dir`.
 pub fn host_mirrors(apt_dir: &Path) -> Result<Mirrors, SourcesError> {
     let mut files = vec![apt_dir.join("sources.list")];

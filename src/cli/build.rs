@@ -7,8 +7,14 @@ use clap::Parser;
 
 use super::{Failure, load_spec};
 use crate::build::download::human_bytes;
-use crate::build::image::{BuildInputs, Event, build, build_plan};
+use std::path::PathBuf;
+
+use crate::build::image::{
+    BuildError, BuildInputs, Event, Image, build, build_plan, find_image, image_name,
+};
 use crate::build::store::Store;
+use crate::mirror::Mirrors;
+use crate::solve::lockfile::Lock;
 use crate::spec::Spec;
 
 #[derive(Debug, Parser)]
@@ -22,28 +28,8 @@ pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
     let loaded = load_spec(file)?;
     let spec = &loaded.spec;
     let lock = super::lock::current_lock(spec)?;
-    let mirrors = crate::mirror::choose_mirrors(
-        spec.mirror.as_ref().map(|m| m.url.as_str()),
-        std::env::var("ENVKIT_MIRROR").ok().as_deref(),
-        Path::new("/etc/apt"),
-    )
-    .map_err(crate::solve::stage::SolveError::from)?;
-    let name = image_repository(spec);
-    let project_at = spec
-        .mounts
-        .iter()
-        .find(|m| m.source == ".")
-        .map_or("/work", |m| m.at.as_str());
-    let cache_dir = crate::paths::cache_dir();
-    let inputs = BuildInputs {
-        name: &name,
-        lock: &lock,
-        setup: &spec.setup,
-        project_dir: &spec.origin.dir,
-        project_at,
-        mirrors: &mirrors,
-        cache_dir: &cache_dir,
-    };
+    let context = ImageContext::new(spec)?;
+    let inputs = context.inputs(spec, &lock);
     let store = Store::default_location();
     if args.dry_run {
         let plan = build_plan(&inputs, &store)?;
@@ -96,4 +82,49 @@ pub fn image_repository(spec: &Spec) -> String {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "env".into())
     })
+}
+
+/// What building (or finding) the image of a spec needs besides the spec and its lock.
+pub struct ImageContext {
+    repository: String,
+    mirrors: Mirrors,
+    cache_dir: PathBuf,
+}
+
+impl ImageContext {
+    pub fn new(spec: &Spec) -> Result<Self, Failure> {
+        let mirrors =
+            crate::mirror::for_spec(spec).map_err(crate::solve::stage::SolveError::from)?;
+        Ok(ImageContext {
+            repository: image_repository(spec),
+            mirrors,
+            cache_dir: crate::paths::cache_dir(),
+        })
+    }
+
+    pub fn inputs<'a>(&'a self, spec: &'a Spec, lock: &'a Lock) -> BuildInputs<'a> {
+        BuildInputs {
+            name: &self.repository,
+            lock,
+            setup: &spec.setup,
+            project_dir: &spec.origin.dir,
+            project_at: project_mount_point(spec),
+            mirrors: &self.mirrors,
+            cache_dir: &self.cache_dir,
+        }
+    }
+
+    /// The name `env build` gives this spec's image, and the image if the store has it.
+    pub fn existing_image(
+        &self,
+        spec: &Spec,
+        lock: &Lock,
+        store: &Store,
+    ) -> Result<(String, Option<Image>), Failure> {
+        let inputs = self.inputs(spec, lock);
+        let plan = build_plan(&inputs, store)?;
+        let name = image_name(&inputs, &plan);
+        let image = find_image(store, &name).map_err(BuildError::from)?;
+        Ok((name, image))
+    }
 }

@@ -108,31 +108,15 @@ fn lock_json(lock: &Lock) -> serde_json::Value {
 
 /// The image `env build` made from this spec and lock, if the store has it.
 fn built_image(spec: &Spec, lock: &Lock) -> Result<Option<crate::build::image::Image>, Failure> {
-    use crate::build::image::{BuildError, BuildInputs, build_plan, find_image, image_name};
-    let store = crate::build::store::Store::default_location();
-    let environment = std::env::var("ENVKIT_MIRROR").ok();
-    let mirror = spec.mirror.as_ref().map(|m| m.url.as_str());
-    let Ok(mirrors) = crate::mirror::choose_mirrors(
-        mirror,
-        environment.as_deref(),
-        std::path::Path::new("/etc/apt"),
-    ) else {
+    use crate::build::image::BuildError;
+    // Without a mirror or with a setup input that no longer matches, no image of these
+    // inputs can exist: that is "not built", not an error of `inspect`.
+    let Ok(context) = super::build::ImageContext::new(spec) else {
         return Ok(None);
     };
-    let repository = super::build::image_repository(spec);
-    let cache_dir = crate::paths::cache_dir();
-    let inputs = BuildInputs {
-        name: &repository,
-        lock,
-        setup: &spec.setup,
-        project_dir: &spec.origin.dir,
-        project_at: super::build::project_mount_point(spec),
-        mirrors: &mirrors,
-        cache_dir: &cache_dir,
-    };
-    // A setup input that no longer matches means no image of these inputs exists yet.
-    let Ok(plan) = build_plan(&inputs, &store) else {
-        return Ok(None);
-    };
-    find_image(&store, &image_name(&inputs, &plan)).map_err(|e| Failure::Build(BuildError::from(e)))
+    match context.existing_image(spec, lock, &crate::build::store::Store::default_location()) {
+        Ok((_, image)) => Ok(image),
+        Err(Failure::Build(BuildError::Plan(_))) => Ok(None),
+        Err(error) => Err(error),
+    }
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::{Failure, load_spec};
-use crate::build::image::{BuildError, BuildInputs, build_plan, find_image, image_name};
+use crate::build::image::BuildError;
 use crate::build::layer_tar::{TarOptions, layer_digest};
 use crate::build::store::Store;
 
@@ -12,26 +12,9 @@ pub fn run(file: Option<&Path>) -> Result<(), Failure> {
     let spec = &loaded.spec;
     let lock = super::lock::current_lock(spec)?;
     let store = Store::default_location();
-    let mirrors = crate::mirror::choose_mirrors(
-        spec.mirror.as_ref().map(|m| m.url.as_str()),
-        std::env::var("ENVKIT_MIRROR").ok().as_deref(),
-        Path::new("/etc/apt"),
-    )
-    .map_err(crate::solve::stage::SolveError::from)?;
-    let repository = super::build::image_repository(spec);
-    let cache_dir = crate::paths::cache_dir();
-    let inputs = BuildInputs {
-        name: &repository,
-        lock: &lock,
-        setup: &spec.setup,
-        project_dir: &spec.origin.dir,
-        project_at: super::build::project_mount_point(spec),
-        mirrors: &mirrors,
-        cache_dir: &cache_dir,
-    };
-    let plan = build_plan(&inputs, &store)?;
-    let name = image_name(&inputs, &plan);
-    let Some(image) = find_image(&store, &name).map_err(BuildError::from)? else {
+    let (name, image) =
+        super::build::ImageContext::new(spec)?.existing_image(spec, &lock, &store)?;
+    let Some(image) = image else {
         return Err(Failure::user(
             format!("`{name}` is not built"),
             Some("run `env build` first".into()),

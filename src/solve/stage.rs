@@ -118,12 +118,7 @@ pub fn solve(
     update: &Update,
     freshness: Freshness,
 ) -> Result<Lock, SolveError> {
-    let environment = std::env::var("ENVKIT_MIRROR").ok();
-    let mirrors = mirror::choose_mirrors(
-        spec.mirror.as_ref().map(|m| m.url.as_str()),
-        environment.as_deref(),
-        Path::new("/etc/apt"),
-    )?;
+    let mirrors = mirror::for_spec(spec)?;
     let keyring_path = spec
         .mirror
         .as_ref()
