@@ -27,3 +27,4 @@ pub mod run;
 pub mod sandbox;
 pub mod solve;
 pub mod spec;
+pub mod userns;

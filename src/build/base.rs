@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::sandbox::{Bind, SandboxError, SandboxNetwork, SandboxSpec};
+use crate::sandbox::{Bind, RunAs, SandboxError, SandboxNetwork, SandboxSpec};
 use crate::solve::lockfile::{Layer, Lock, LockedPackage};
 
 use super::deb::{Deb, DebError, ExtractOptions};
@@ -141,6 +141,9 @@ impl Dpkg<'_> {
             workdir: "/".into(),
             argv,
             log: Some(self.log.to_path_buf()),
+            run_as: RunAs::Builder,
+            terminal: None,
+            forward_signals: false,
         };
         match crate::sandbox::run(&spec)? {
             exit if exit.success() => Ok(()),

@@ -223,29 +223,66 @@ pub fn image_name(inputs: &BuildInputs<'_>, plan: &BuildPlan) -> String {
 
 /// The image's name, and its id from the OCI config and manifest.
 fn describe(inputs: &BuildInputs<'_>, plan: &BuildPlan, layers: Vec<ImageLayer>) -> Image {
-    let config = json!({
-        "architecture": inputs.lock.architecture,
-        "os": "linux",
-        "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>() },
-        "config": { "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["/bin/bash"] },
-    });
-    let config_bytes = serde_json::to_vec(&config).unwrap_or_default();
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", crate::fetch::sha256_hex(&config_bytes)), "size": config_bytes.len() },
-        "layers": layers.iter().map(|l| json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l.diff_id, "size": l.size })).collect::<Vec<_>>(),
-    });
-    let manifest_bytes = serde_json::to_vec(&manifest).unwrap_or_default();
     Image {
         name: image_name(inputs, plan),
-        id: format!("sha256:{}", crate::fetch::sha256_hex(&manifest_bytes)),
+        id: image_id(&inputs.lock.architecture, &layers),
         architecture: inputs.lock.architecture.clone(),
         layers,
     }
 }
 
-fn image_path(store: &Store, name: &str) -> PathBuf {
+/// Media type of an uncompressed layer tar, as the image's own manifest lists its layers.
+pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// A layer blob as a manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerBlob {
+    pub media_type: String,
+    /// `sha256:<hex>` of the blob.
+    pub digest: String,
+    pub size: u64,
+}
+
+/// The image's OCI config: architecture and diff_ids (bottom first). The bytes are part of
+/// the image id, so any change to them changes every id.
+pub fn oci_config(architecture: &str, layers: &[ImageLayer]) -> Vec<u8> {
+    let config = json!({
+        "architecture": architecture,
+        "os": "linux",
+        "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>() },
+        "config": { "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["/bin/bash"] },
+    });
+    serde_json::to_vec(&config).unwrap_or_default()
+}
+
+/// An OCI manifest for a config (its bytes) and layer blobs (bottom first).
+pub fn oci_manifest(config: &[u8], layers: &[LayerBlob]) -> Vec<u8> {
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", crate::fetch::sha256_hex(config)), "size": config.len() },
+        "layers": layers.iter().map(|l| json!({ "mediaType": l.media_type, "digest": l.digest, "size": l.size })).collect::<Vec<_>>(),
+    });
+    serde_json::to_vec(&manifest).unwrap_or_default()
+}
+
+/// The image id: SHA-256 of the manifest listing the uncompressed layer tars (so each layer's
+/// digest is its diff_id).
+pub fn image_id(architecture: &str, layers: &[ImageLayer]) -> String {
+    let blobs: Vec<LayerBlob> = layers
+        .iter()
+        .map(|l| LayerBlob {
+            media_type: LAYER_TAR.into(),
+            digest: l.diff_id.clone(),
+            size: l.size,
+        })
+        .collect();
+    let manifest = oci_manifest(&oci_config(architecture, layers), &blobs);
+    format!("sha256:{}", crate::fetch::sha256_hex(&manifest))
+}
+
+/// Where the record of the image `NAME:TAG` is kept.
+pub fn image_path(store: &Store, name: &str) -> PathBuf {
     let (repository, tag) = name.split_once(':').unwrap_or((name, "latest"));
     store
         .root()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::sandbox::{Bind, Overlay, SandboxNetwork, SandboxSpec};
+use crate::sandbox::{Bind, Overlay, RunAs, SandboxNetwork, SandboxSpec};
 use crate::solve::lockfile::{Layer, Lock, LockedPackage};
 
 use super::base::{BaseError, Dpkg, build_environment, clean};
@@ -95,6 +95,9 @@ pub fn build_setup(
         workdir: project_at.to_string(),
         argv: vec!["/bin/sh".into(), "-c".into(), command.to_string()],
         log: Some(log.to_path_buf()),
+        run_as: RunAs::Builder,
+        terminal: None,
+        forward_signals: false,
     };
     let exit = crate::sandbox::run(&spec)?;
     if !exit.success() {

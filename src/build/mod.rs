@@ -5,8 +5,11 @@
 pub mod base;
 pub mod deb;
 pub mod download;
+pub mod export;
+pub mod gc;
 pub mod image;
 pub mod layer_tar;
 pub mod layers;
 pub mod plan;
+pub mod roots;
 pub mod store;

@@ -21,7 +21,7 @@ use crate::spec::SetupStep;
 use super::store::{Store, StoreError};
 
 /// Bump when layer contents would differ for the same inputs (a new cleanup rule, say).
-pub const RECIPE_VERSION: &str = "envkit-layer-v1";
+pub const RECIPE_VERSION: &str = "envkit-layer-v2";
 
 /// Which kind of layer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,12 +9,15 @@ use super::{Failure, load_spec};
 use crate::build::download::human_bytes;
 use std::path::PathBuf;
 
+use crate::build::gc::StoreUse;
 use crate::build::image::{
     BuildError, BuildInputs, Event, Image, build, build_plan, find_image, image_name,
 };
+use crate::build::roots;
 use crate::build::store::Store;
 use crate::mirror::Mirrors;
 use crate::solve::lockfile::Lock;
+use crate::solve::stage::lock_path;
 use crate::spec::Spec;
 
 #[derive(Debug, Parser)]
@@ -45,10 +48,7 @@ pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
         }
         return Ok(());
     }
-    let image = build(&inputs, &store, &|event| match event {
-        Event::Building { layer } => eprintln!("building {layer} layer"),
-        Event::Built { layer, seconds } => eprintln!("built {layer} layer in {seconds:.1} s"),
-    })?;
+    let image = build_and_record(spec, &inputs, &store)?;
     eprintln!("image {}  id {}", image.name, image.id);
     for layer in &image.layers {
         eprintln!(
@@ -59,6 +59,25 @@ pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// Builds what the store lacks (telling what it builds) and records the lock as a root of
+/// the image, so `env gc` keeps it.
+pub fn build_and_record(
+    spec: &Spec,
+    inputs: &BuildInputs<'_>,
+    store: &Store,
+) -> Result<Image, Failure> {
+    // `env gc` waits until the image and its root are recorded: until then the layers this
+    // build reuses may belong to no live root.
+    let _in_use = StoreUse::acquire(store, &|| eprintln!("waiting for `env gc` to finish"))
+        .map_err(BuildError::from)?;
+    let image = build(inputs, store, &|event| match event {
+        Event::Building { layer } => eprintln!("building {layer} layer"),
+        Event::Built { layer, seconds } => eprintln!("built {layer} layer in {seconds:.1} s"),
+    })?;
+    roots::record(store, &lock_path(&spec.origin.file), &image.name).map_err(BuildError::from)?;
+    Ok(image)
 }
 
 /// Where setup steps see the project: where the env mounts `.`, else `/work`.

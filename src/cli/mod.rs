@@ -3,12 +3,16 @@
 mod build;
 mod check;
 mod completions;
+mod export;
+mod gc;
 mod images;
 mod init;
 mod inspect;
 mod lock;
 mod report;
+mod session;
 mod verify;
+mod volume;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,7 +97,7 @@ pub enum Command {
         output: Option<PathBuf>,
     },
     /// Delete layers and downloads nothing needs.
-    Gc,
+    Gc(gc::GcArgs),
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -107,8 +111,12 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
-    /// List volumes.
-    Ls,
+    /// List volumes: name, size and project.
+    Ls {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a volume.
     Rm {
         /// The volume's name.
@@ -146,6 +154,7 @@ pub fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<(), Failure> {
     let file = cli.file.as_deref();
+    enter_namespace_for(&cli.command)?;
     match cli.command {
         Command::Init(args) => init::run(&args, file),
         Command::Check => check::run(file),
@@ -155,17 +164,44 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Build(args) => build::run(&args, file),
         Command::Images(args) => images::run(&args),
         Command::Verify => verify::run(file),
-        Command::Shell { .. } => Err(Failure::unavailable("shell", "entering environments")),
-        Command::Run { .. } => Err(Failure::unavailable("run", "entering environments")),
+        Command::Shell { root } => session::enter(file, root, Vec::new()),
+        Command::Run { root, command } => session::enter(file, root, command),
         Command::Up => Err(Failure::unavailable("up", "peers")),
         Command::Down { .. } => Err(Failure::unavailable("down", "peers")),
         Command::Ps { .. } => Err(Failure::unavailable("ps", "peers and sessions")),
         Command::Logs { .. } => Err(Failure::unavailable("logs", "peers")),
-        Command::Export { .. } => Err(Failure::unavailable("export", "the image store")),
-        Command::Gc => Err(Failure::unavailable("gc", "the image store")),
-        Command::Volume(_) => Err(Failure::unavailable("volume", "volumes")),
-        Command::FixOwner => Err(Failure::unavailable("fix-owner", "entering environments")),
+        Command::Export { output } => export::run(output.as_deref(), file),
+        Command::Gc(args) => gc::run(&args),
+        Command::Volume(command) => {
+            let json = matches!(command, VolumeCommand::Ls { json: true });
+            volume::run(&command, file, json)
+        }
+        Command::FixOwner => session::fix_owner(file),
     }
+}
+
+/// Commands that write the store (or the cache, which builders share) run in envkit's user
+/// namespace: they must enter it first thing, before any thread starts.
+fn enter_namespace_for(command: &Command) -> Result<(), Failure> {
+    match command {
+        Command::Build(_)
+        | Command::Verify
+        | Command::Shell { .. }
+        | Command::Run { .. }
+        | Command::Export { .. }
+        | Command::Gc(_)
+        | Command::Volume(_)
+        | Command::FixOwner => {
+            crate::userns::enter()?;
+        }
+        // Locking needs no subordinate ids; it joins the namespace only where building can,
+        // so the cache is written by the same ids either way.
+        Command::Lock(_) => {
+            crate::userns::enter_if_possible();
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Finds and loads the env file: `-f FILE`, else `env.kdl` here or in a parent. Prints the

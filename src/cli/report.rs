@@ -43,6 +43,16 @@ pub enum Failure {
         message: String,
         reasons: Vec<String>,
     },
+    #[error(transparent)]
+    Userns(#[from] crate::userns::UsernsError),
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
+    /// A session's program could not be started (not found, not executable): 127, as a shell.
+    #[error("{0}")]
+    NotRunnable(String),
+    /// A session's program failed: envkit says nothing more and exits with its status.
+    #[error("the command exited with status {0}")]
+    Exited(u8),
     #[error("`env {command}` is not available yet: {what} is not built in this version of envkit")]
     Unavailable {
         command: &'static str,
@@ -85,6 +95,11 @@ impl Failure {
             Failure::Spec(_) | Failure::User { .. } | Failure::Unavailable { .. } => {
                 EXIT_USER_ERROR
             }
+            Failure::Userns(crate::userns::UsernsError::NoRange { .. }) => EXIT_USER_ERROR,
+            Failure::Run(crate::run::RunError::MissingMountSource { .. }) => EXIT_USER_ERROR,
+            Failure::Userns(_) | Failure::Run(_) => EXIT_FAILURE,
+            Failure::NotRunnable(_) => EXIT_EXEC_FAILED,
+            Failure::Exited(code) => *code,
         }
     }
 
@@ -96,6 +111,11 @@ impl Failure {
             Failure::Solve(error) => error.hint(),
             Failure::Build(crate::build::image::BuildError::Download(error)) => error.hint(),
             Failure::Build(_) => None,
+            Failure::Userns(error) => error.help(),
+            Failure::Run(_) | Failure::Exited(_) => None,
+            Failure::NotRunnable(_) => Some(
+                "check the command's name; packages it needs go in env.kdl's `packages`".into(),
+            ),
             Failure::Stale { message, .. } if message.contains("changed since they were built") => {
                 Some("the store was modified outside envkit; delete the store folder's layers-v1 entries named above and run `env build`".into())
             }
@@ -150,6 +170,7 @@ pub fn print_diagnostic(diagnostic: &dyn Diagnostic) {
 /// Prints the failure to stderr and returns its exit code.
 pub fn render(failure: &Failure) -> ExitCode {
     match failure {
+        Failure::Exited(_) => {}
         Failure::Spec(SpecError::Invalid { diagnostics }) => {
             for diagnostic in diagnostics {
                 print_diagnostic(diagnostic);

@@ -1,4 +1,16 @@
-//! Stage 4: `Image` + `Spec` -> a running session: namespaces, mounts, volumes, peers.
+//! Stage 4: `Image` + `Spec` -> a running session: namespaces, mounts, volumes, the shell.
 //!
-//! Not built yet; `env shell` and `env run` report that they are not available (see the book's
-//! architecture chapter for the plan).
+//! - [`session`]: one session's overlay root, identity files, binds, environment, and the
+//!   sandbox that runs it (shared with build, in `crate::sandbox`).
+//! - [`layers`]: the image's merged view read without mounting it.
+//! - [`volumes`]: named folders that outlive sessions.
+//! - [`terminal`]: the pty `env shell` relays.
+//! - [`ownership`]: taking back files root created in a mount.
+
+pub mod layers;
+pub mod ownership;
+pub mod session;
+pub mod terminal;
+pub mod volumes;
+
+pub use session::{RunError, SessionOutcome, SessionRequest};

@@ -10,21 +10,29 @@
 //! 4. the requested binds (read-only when asked) and tmpfs mounts;
 //! 5. the host name; pivot_root into the root and detach the old one, so nothing of the host
 //!    stays reachable;
-//! 6. exec the program with exactly the environment given.
+//! 6. stay as pid 1, an init that forwards signals and reaps orphans, and fork the program:
+//!    it becomes who it should be (root with every capability for builds, root with a bounded
+//!    set or the invoking user for sessions) and execs with exactly the environment given.
 //!
 //! Everything the child needs is prepared before `clone`: the parent may have other threads,
 //! and a cloned child of a threaded process must not allocate. A failing step writes its
 //! message into a close-on-exec pipe; the parent reads end-of-file when exec succeeded.
 //!
-//! Only rootful runs exist so far: the caller must be root. Rootless runs (a user namespace
-//! with the user's subordinate ids, see `notes/rootless-ids.md`) come with the run stage.
+//! The caller is root: real root, or inner root of envkit's user namespace (`crate::userns`),
+//! which is how an unprivileged user builds and runs. Overlays are mounted with `userxattr`
+//! so the store's layers mean the same in both.
 
 use std::ffi::CString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use std::ffi::c_void;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::CloneFlags;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::wait::{WaitStatus, waitpid};
 
 /// A host path bound into the sandbox.
@@ -77,12 +85,61 @@ pub struct SandboxSpec {
     pub argv: Vec<String>,
     /// Send the program's stdout and stderr to this host file (appending) instead of ours.
     pub log: Option<PathBuf>,
+    /// Who the program runs as.
+    pub run_as: RunAs,
+    /// Give the program this terminal (a pty's replica) as its controlling terminal and stdio.
+    pub terminal: Option<std::os::fd::RawFd>,
+    /// While waiting, pass SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to envkit
+    /// on to the program instead of dying of them.
+    pub forward_signals: bool,
 }
+
+/// Who the program runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAs {
+    /// Root with every capability of the namespace: a build step installing packages.
+    Builder,
+    /// Root in a session: capabilities bounded to a container's usual set, no new privileges.
+    Root,
+    /// The invoking user: no capabilities, no new privileges.
+    User { uid: u32, gid: u32 },
+}
+
+/// Capabilities root keeps in a session: the set container engines grant by default.
+const SESSION_CAPABILITIES: &[u32] = &[
+    0,  // CHOWN
+    1,  // DAC_OVERRIDE
+    3,  // FOWNER
+    4,  // FSETID
+    5,  // KILL
+    6,  // SETGID
+    7,  // SETUID
+    8,  // SETPCAP
+    10, // NET_BIND_SERVICE
+    13, // NET_RAW
+    18, // SYS_CHROOT
+    27, // MKNOD
+    29, // AUDIT_WRITE
+    31, // SETFCAP
+];
+
+/// Signals envkit and the sandbox's init pass on to the program.
+const FORWARDED: &[nix::sys::signal::Signal] = &[
+    nix::sys::signal::Signal::SIGINT,
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGHUP,
+    nix::sys::signal::Signal::SIGQUIT,
+    nix::sys::signal::Signal::SIGUSR1,
+    nix::sys::signal::Signal::SIGUSR2,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("the sandbox needs root for now (rootless runs are not built yet)")]
+    #[error("the sandbox must be started by root or inside envkit's user namespace")]
     NotRoot,
+    /// The program could not be executed (not found, not executable).
+    #[error("{0}")]
+    NotRunnable(String),
     #[error("`{0}` contains a NUL byte")]
     Nul(String),
     #[error("cannot start the sandbox")]
@@ -149,6 +206,10 @@ struct Prepared {
     programs: Vec<CString>,
     /// "run `program`", for the error when no candidate can be executed.
     run_what: String,
+    run_as: RunAs,
+    terminal: Option<std::os::fd::RawFd>,
+    /// The highest capability number this kernel knows.
+    last_capability: u32,
 }
 
 fn c(text: &str) -> Result<CString, SandboxError> {
@@ -182,10 +243,12 @@ fn prepare(spec: &SandboxSpec) -> Result<Prepared, SandboxError> {
             .iter()
             .map(|l| l.to_string_lossy().into_owned())
             .collect();
-        // redirect_dir and metacopy off: every changed file is whole in the upper folder, so
+        // No redirects and no metacopy: every changed file is whole in the upper folder, so
         // the upper folder is a complete layer on its own.
+        // userxattr: the bookkeeping (opaque folders) lives in `user.overlay.*`, which works
+        // inside a user namespace; it asks for redirect_dir=nofollow.
         let options = format!(
-            "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+            "lowerdir={},upperdir={},workdir={},userxattr,redirect_dir=nofollow,metacopy=off,index=off",
             lowers.join(":"),
             overlay.upper.display(),
             overlay.work.display()
@@ -335,7 +398,51 @@ fn prepare(spec: &SandboxSpec) -> Result<Prepared, SandboxError> {
             .collect::<Result<_, _>>()?,
         programs,
         run_what: format!("run `{program}`"),
+        run_as: spec.run_as,
+        terminal: spec.terminal,
+        last_capability: std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(63),
     })
+}
+
+/// Where a forwarding handler sends what it catches: the sandbox's init (in envkit), the
+/// program (in the init). Separate processes, so one static serves both.
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+/// Forward signals the kernel generated too (a terminal's SIGHUP when envkit owns a pty).
+static FORWARD_KERNEL_SIGNALS: AtomicBool = AtomicBool::new(false);
+/// `si_code` of a signal the kernel sent, such as a terminal's SIGINT: the terminal sent it to
+/// the program as well (the same process group), so passing it on would deliver it twice.
+const SI_KERNEL: i32 = 0x80;
+
+extern "C" fn forward(signal: nix::libc::c_int, info: *mut nix::libc::siginfo_t, _: *mut c_void) {
+    // SAFETY: the kernel hands a valid siginfo to an SA_SIGINFO handler.
+    #[allow(unsafe_code)]
+    let from_kernel = !info.is_null() && unsafe { (*info).si_code } == SI_KERNEL;
+    let target = FORWARD_TO.load(Ordering::SeqCst);
+    if target > 0 && (!from_kernel || FORWARD_KERNEL_SIGNALS.load(Ordering::SeqCst)) {
+        // SAFETY: kill is async-signal-safe.
+        #[allow(unsafe_code)]
+        unsafe {
+            nix::libc::kill(target, signal);
+        }
+    }
+}
+
+fn install_forwarding() -> Result<Vec<(Signal, SigAction)>, nix::errno::Errno> {
+    let action = SigAction::new(
+        SigHandler::SigAction(forward),
+        SaFlags::SA_SIGINFO,
+        SigSet::empty(),
+    );
+    let mut previous = Vec::new();
+    for signal in FORWARDED {
+        // SAFETY: the handler only reads atomics and calls kill.
+        #[allow(unsafe_code)]
+        previous.push((*signal, unsafe { sigaction(*signal, &action) }?));
+    }
+    Ok(previous)
 }
 
 /// Runs `spec` and waits for it.
@@ -365,47 +472,89 @@ pub fn run(spec: &SandboxSpec) -> Result<Exit, SandboxError> {
     };
     let log_ref = log.as_ref();
     let mut stack = vec![0u8; 1 << 20];
-    let writer_ref = &writer;
+    let writer_fd = writer.as_raw_fd();
     let child = Box::new(move || -> isize {
         if let Some(file) = log_ref {
             // dup2 leaves close-on-exec off on the copies, so the program keeps them.
             let _ = nix::unistd::dup2_stdout(file);
             let _ = nix::unistd::dup2_stderr(file);
         }
-        let Err((what, errno)) = child_main(&prepared);
-        // No allocation here: `clone` runs no atfork handlers, so a lock another thread of
-        // the parent held (malloc's, say) stays locked in the child.
-        for piece in ["cannot ", what, ": ", errno.desc()] {
-            let _ = nix::unistd::write(writer_ref, piece.as_bytes());
-        }
+        let Err((what, errno)) = child_main(&prepared, writer_fd);
+        report_failure(writer_fd, "", what, errno);
         127
     });
+    let previous = if spec.forward_signals {
+        FORWARD_KERNEL_SIGNALS.store(spec.terminal.is_some(), Ordering::SeqCst);
+        install_forwarding().map_err(|e| SandboxError::Start(e.into()))?
+    } else {
+        Vec::new()
+    };
     // SAFETY: the child only makes system calls on data prepared above and then execs or
     // exits; the stack outlives it because we wait for it before returning.
     #[allow(unsafe_code)]
     let pid = unsafe { nix::sched::clone(child, &mut stack, flags, Some(nix::libc::SIGCHLD)) }
-        .map_err(|e| SandboxError::Start(e.into()))?;
-    drop(writer);
-    let mut message = String::new();
-    let _ = std::fs::File::from(reader).read_to_string(&mut message);
-    let status = loop {
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => break Exit::Code(code),
-            Ok(WaitStatus::Signaled(_, signal, _)) => break Exit::Signal(signal as i32),
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(SandboxError::Start(e.into())),
+        .map_err(|e| SandboxError::Start(e.into()));
+    let outcome = pid.and_then(|pid| {
+        FORWARD_TO.store(pid.as_raw(), Ordering::SeqCst);
+        drop(writer);
+        let mut message = Vec::new();
+        // EINTR (a forwarded signal) just means read on.
+        let mut reader = std::fs::File::from(reader);
+        loop {
+            match reader.read_to_end(&mut message) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                _ => break,
+            }
         }
-    };
-    if !message.is_empty() {
-        return Err(SandboxError::Setup(message));
+        let status = loop {
+            match waitpid(pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => break Exit::Code(code),
+                Ok(WaitStatus::Signaled(_, signal, _)) => break Exit::Signal(signal as i32),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(SandboxError::Start(e.into())),
+            }
+        };
+        Ok((status, message))
+    });
+    FORWARD_TO.store(0, Ordering::SeqCst);
+    for (signal, action) in previous {
+        // SAFETY: puts back the handler that was there before.
+        #[allow(unsafe_code)]
+        let _ = unsafe { sigaction(signal, &action) };
     }
-    Ok(status)
+    let (status, message) = outcome?;
+    match message.split_first() {
+        None => Ok(status),
+        Some((&NOT_RUNNABLE, rest)) => Err(SandboxError::NotRunnable(
+            String::from_utf8_lossy(rest).into_owned(),
+        )),
+        Some(_) => Err(SandboxError::Setup(
+            String::from_utf8_lossy(&message).into_owned(),
+        )),
+    }
+}
+
+/// First byte of a failure report when the program itself could not be executed.
+const NOT_RUNNABLE: u8 = 1;
+
+/// Writes "cannot WHAT: ERRNO" to the report pipe without allocating: `clone` and `fork` run
+/// no atfork handlers, so a lock another thread of envkit held (malloc's, say) stays locked.
+fn report_failure(fd: std::os::fd::RawFd, marker: &str, what: &str, errno: nix::errno::Errno) {
+    // SAFETY: the pipe's write end stays open until this process execs or exits.
+    #[allow(unsafe_code)]
+    let writer = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    for piece in [marker, "cannot ", what, ": ", errno.desc()] {
+        let _ = nix::unistd::write(writer, piece.as_bytes());
+    }
 }
 
 enum Never {}
 
 /// The child's side, in order; returns only on failure, with what failed.
-fn child_main(prepared: &Prepared) -> Result<Never, (&str, nix::errno::Errno)> {
+fn child_main(
+    prepared: &Prepared,
+    report: std::os::fd::RawFd,
+) -> Result<Never, (&str, nix::errno::Errno)> {
     // If envkit dies (Ctrl-C, kill -9), the sandbox dies with it instead of running on as an
     // orphan; as pid 1 it takes its whole namespace along.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
@@ -461,14 +610,124 @@ fn child_main(prepared: &Prepared) -> Result<Never, (&str, nix::errno::Errno)> {
     nix::unistd::pivot_root(".", ".").map_err(|e| ("pivot into the root", e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| ("detach the host's root", e))?;
     nix::unistd::chdir(prepared.workdir.as_c_str()).map_err(|e| ("enter the working folder", e))?;
+    // The kernel delivers to a namespace's init only the signals it handles, so the program
+    // must not be pid 1: this process stays as init and forwards.
+    FORWARD_KERNEL_SIGNALS.store(false, Ordering::SeqCst);
+    install_forwarding().map_err(|e| ("catch signals", e))?;
+    // SAFETY: this process has one thread; the child only makes system calls and execs.
+    #[allow(unsafe_code)]
+    match unsafe { nix::unistd::fork() }.map_err(|e| ("start the program", e))? {
+        nix::unistd::ForkResult::Child => {
+            let Err((what, errno)) = program_main(prepared);
+            let marker = if what == prepared.run_what.as_str() {
+                "\u{1}"
+            } else {
+                ""
+            };
+            report_failure(report, marker, what, errno);
+            // SAFETY: leaves without running anything of the parent's.
+            #[allow(unsafe_code)]
+            unsafe {
+                nix::libc::_exit(127)
+            }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            FORWARD_TO.store(child.as_raw(), Ordering::SeqCst);
+            // envkit learns that the program started when the last write end closes at exec.
+            let _ = nix::unistd::close(report);
+            if let Some(terminal) = prepared.terminal {
+                let _ = nix::unistd::close(terminal);
+            }
+            let code = loop {
+                match waitpid(None, None) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == child => break code,
+                    Ok(WaitStatus::Signaled(pid, signal, _)) if pid == child => {
+                        break 128 + signal as i32;
+                    }
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break 127,
+                }
+            };
+            // Leaving ends the namespace: the kernel kills whatever the program left behind.
+            // SAFETY: as above.
+            #[allow(unsafe_code)]
+            unsafe {
+                nix::libc::_exit(code)
+            }
+        }
+    }
+}
+
+/// The program's side: its terminal, who it runs as, then exec.
+fn program_main(prepared: &Prepared) -> Result<Never, (&str, nix::errno::Errno)> {
+    for signal in FORWARDED {
+        // SAFETY: back to the default action before exec, as a fresh process has.
+        #[allow(unsafe_code)]
+        let _ = unsafe { nix::sys::signal::signal(*signal, SigHandler::SigDfl) };
+    }
+    if let Some(terminal) = prepared.terminal {
+        nix::unistd::setsid().map_err(|e| ("start a session", e))?;
+        // SAFETY: TIOCSCTTY takes an int argument; 0 means "do not steal".
+        #[allow(unsafe_code)]
+        let made = unsafe { nix::libc::ioctl(terminal, nix::libc::TIOCSCTTY, 0) };
+        if made != 0 {
+            return Err(("take the terminal", nix::errno::Errno::last()));
+        }
+        for target in 0..3 {
+            // SAFETY: plain dup2 of an open descriptor onto stdio.
+            #[allow(unsafe_code)]
+            if unsafe { nix::libc::dup2(terminal, target) } < 0 {
+                return Err(("attach the terminal", nix::errno::Errno::last()));
+            }
+        }
+        if terminal > 2 {
+            let _ = nix::unistd::close(terminal);
+        }
+    }
+    match prepared.run_as {
+        RunAs::Builder => {}
+        RunAs::Root => {
+            for capability in 0..=prepared.last_capability {
+                if !SESSION_CAPABILITIES.contains(&capability) {
+                    // SAFETY: prctl with integer arguments.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        nix::libc::prctl(nix::libc::PR_CAPBSET_DROP, capability as u64, 0, 0, 0);
+                    }
+                }
+            }
+            no_new_privileges()?;
+        }
+        RunAs::User { uid, gid } => {
+            let group = nix::unistd::Gid::from_raw(gid);
+            let user = nix::unistd::Uid::from_raw(uid);
+            nix::unistd::setgroups(&[group]).map_err(|e| ("set the groups", e))?;
+            nix::unistd::setresgid(group, group, group).map_err(|e| ("become the user", e))?;
+            nix::unistd::setresuid(user, user, user).map_err(|e| ("become the user", e))?;
+            no_new_privileges()?;
+        }
+    }
     let mut last = nix::errno::Errno::ENOENT;
     for program in &prepared.programs {
         match nix::unistd::execve(program.as_c_str(), &prepared.argv, &prepared.environment) {
             Ok(never) => match never {},
+            // A later PATH entry may still have it; "permission denied" is the better report
+            // than a later "not found".
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => {}
             Err(errno) => last = errno,
         }
     }
     Err((prepared.run_what.as_str(), last))
+}
+
+fn no_new_privileges() -> Result<(), (&'static str, nix::errno::Errno)> {
+    // SAFETY: prctl with integer arguments.
+    #[allow(unsafe_code)]
+    let done = unsafe { nix::libc::prctl(nix::libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if done != 0 {
+        return Err(("forbid new privileges", nix::errno::Errno::last()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -506,6 +765,9 @@ mod tests {
             workdir: "/".into(),
             argv: vec![],
             log: None,
+            run_as: RunAs::Builder,
+            terminal: None,
+            forward_signals: false,
         };
         Some((dir, spec))
     }
@@ -529,11 +791,11 @@ mod tests {
             readonly: false,
         });
         std::fs::create_dir_all(dir.path().join("out")).unwrap();
-        let status = sh(&spec, "echo $$ > /out/tmp-out; hostname >> /out/tmp-out; ls /dev >> /out/tmp-out; test ! -e /root && test ! -e /home && test ! -e /etc/passwd").unwrap();
+        let status = sh(&spec, "echo $PPID > /out/tmp-out; hostname >> /out/tmp-out; ls /dev >> /out/tmp-out; test ! -e /root && test ! -e /home && test ! -e /etc/passwd").unwrap();
         assert_eq!(status, Exit::Code(0));
         let text = std::fs::read_to_string(&out).unwrap();
         let mut lines = text.lines();
-        assert_eq!(lines.next(), Some("1"), "pid 1: {text}");
+        assert_eq!(lines.next(), Some("1"), "the init is pid 1: {text}");
         assert_eq!(lines.next(), Some("sandboxed"));
         for device in ["null", "urandom", "pts", "shm", "ptmx", "fd"] {
             assert!(
@@ -544,20 +806,27 @@ mod tests {
     }
 
     #[test]
-    fn exit_codes_come_back_and_pid_1_ignores_unhandled_signals() {
+    fn exit_codes_and_signal_deaths_come_back() {
         let Some((_dir, spec)) = host_program_root() else {
             return;
         };
         assert_eq!(sh(&spec, "exit 7").unwrap(), Exit::Code(7));
-        // The kernel does not deliver a signal to a namespace's init unless it handles it:
-        // the run stage will put an init in front of the program to forward signals.
-        assert_eq!(sh(&spec, "kill -TERM $$; exit 3").unwrap(), Exit::Code(3));
-        // A child of pid 1 dies of it as anywhere else.
-        assert_eq!(
-            sh(&spec, "sh -c 'kill -TERM $$'; exit $?").unwrap(),
-            Exit::Code(143)
-        );
+        // The program is not the namespace's init, so it dies of signals as anywhere else,
+        // and the init reports that as a shell would.
+        assert_eq!(sh(&spec, "kill -TERM $$; exit 3").unwrap(), Exit::Code(143));
         assert_eq!(Exit::Signal(15).code(), 143);
+    }
+
+    #[test]
+    fn the_init_reaps_orphans_and_the_program_is_not_pid_1() {
+        let Some((_dir, spec)) = host_program_root() else {
+            return;
+        };
+        // An orphan left behind does not keep the session open.
+        assert_eq!(
+            sh(&spec, "test $$ != 1 && (sleep 30 &) && exit 4").unwrap(),
+            Exit::Code(4)
+        );
     }
 
     #[test]
@@ -641,9 +910,10 @@ mod tests {
         let mut spec = spec;
         spec.argv = vec!["no-such-program".into()];
         let error = run(&spec).unwrap_err();
+        assert!(matches!(error, SandboxError::NotRunnable(_)), "{error:?}");
         assert_eq!(
             error.to_string(),
-            "cannot set up the sandbox: cannot run `no-such-program`: No such file or directory"
+            "cannot run `no-such-program`: No such file or directory"
         );
     }
 

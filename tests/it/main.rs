@@ -9,6 +9,8 @@
 //! - `lock`: `env lock` on signed fixture repositories, and once on the real mirror.
 //! - `envs`: every example in `envs/` passes `env check`.
 //! - `docs`: the generated command reference and the book's links.
+//! - `gc`: `env gc` on an empty store, and after a rebuild (root, network tier).
+//! - `export`: `env export` checked with skopeo and umoci (root, network tier).
 //! - `unavailable`: commands of later stages say so and exit 2.
 
 #![allow(
@@ -22,6 +24,8 @@ mod build;
 mod check;
 mod docs;
 mod envs;
+mod export;
+mod gc;
 mod init;
 mod inspect;
 mod lock;

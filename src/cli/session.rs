@@ -1,0 +1,88 @@
+//! `env run -- CMD...` and `env shell`: lock and build when needed, then enter a session.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use super::build::{ImageContext, build_and_record};
+use super::{Failure, load_spec};
+use crate::build::store::Store;
+use crate::run::session::{self, SessionRequest};
+use crate::sandbox::SandboxError;
+
+/// Enters the environment: `command` empty means the env's shell, on a pty when stdin is a
+/// terminal.
+pub fn enter(file: Option<&Path>, root: bool, command: Vec<String>) -> Result<(), Failure> {
+    let entered = crate::userns::enter()?;
+    let loaded = load_spec(file)?;
+    let spec = &loaded.spec;
+    let lock = super::lock::current_lock(spec)?;
+    let context = ImageContext::new(spec)?;
+    let inputs = context.inputs(spec, &lock);
+    let store = Store::default_location();
+    let image = build_and_record(spec, &inputs, &store)?;
+    let name = super::build::image_repository(spec);
+    let shell = command.is_empty();
+    let request = SessionRequest {
+        name: &name,
+        spec,
+        layers: image.layers.iter().map(|l| store.tree(&l.key)).collect(),
+        invoker: &entered.invoker,
+        root,
+        command,
+        terminal: shell && std::io::stdin().is_terminal(),
+        host_environment: std::env::vars().collect(),
+        host_cwd: std::env::current_dir()
+            .ok()
+            .and_then(|d| d.canonicalize().ok()),
+        volumes_dir: crate::paths::volumes_dir(),
+        runtime_dir: crate::paths::runtime_dir(),
+    };
+    let outcome = match session::run(&request) {
+        Err(crate::run::RunError::Sandbox(SandboxError::NotRunnable(message))) => {
+            return Err(Failure::NotRunnable(message));
+        }
+        other => other?,
+    };
+    for (mount, count) in &outcome.foreign_files {
+        eprintln!(
+            "warning: root created {count} file(s) in {mount}; on the host they belong to your \
+             subordinate root id, not to you\n  hint: `env fix-owner` gives them back"
+        );
+    }
+    match outcome.exit.code() {
+        0 => Ok(()),
+        code => Err(Failure::Exited(u8::try_from(code).unwrap_or(1))),
+    }
+}
+
+/// `env fix-owner`: gives the invoking user back what root created in the env's mounts.
+pub fn fix_owner(file: Option<&Path>) -> Result<(), Failure> {
+    let entered = crate::userns::enter()?;
+    let loaded = load_spec(file)?;
+    let invoker = &entered.invoker;
+    let mut total = 0;
+    for mount in loaded.spec.mounts.iter().filter(|m| !m.readonly) {
+        let changed = crate::run::ownership::give_back(&mount.host_path, invoker.uid, invoker.gid)
+            .map_err(|e| {
+                Failure::io(
+                    format!("cannot give back files in `{}`", mount.host_path.display()),
+                    e,
+                )
+            })?;
+        if changed > 0 {
+            eprintln!(
+                "gave {changed} file(s) in {} back to {}",
+                mount.host_path.display(),
+                invoker.name
+            );
+        }
+        total += changed;
+    }
+    if total == 0 {
+        eprintln!(
+            "every file in the env's mounts already belongs to {}",
+            invoker.name
+        );
+    }
+    Ok(())
+}

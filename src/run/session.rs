@@ -1,0 +1,437 @@
+//! One session: an overlay of the image's layers with a throw-away upper folder, the env's
+//! mounts and volumes, generated identity files, and the program, run by the sandbox.
+//!
+//! The session's scratch lives in `<runtime>/sessions/<id>/` (upper, work, the mount point and
+//! `session.json`, which `env ps` reads) and is deleted when the program ends.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::{Bind, Exit, Overlay, RunAs, SandboxError, SandboxNetwork, SandboxSpec};
+use crate::spec::{Network, Spec, User};
+use crate::userns::Invoker;
+
+use super::layers;
+use super::terminal::{Terminal, TerminalError};
+use super::volumes::{self, VolumeError};
+
+/// The PATH of every session (Debian's root PATH: sessions often administer their image).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot {what} `{}`", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the mount `{source_as_written}` names `{}`, which does not exist", host_path.display())]
+    MissingMountSource {
+        source_as_written: String,
+        host_path: PathBuf,
+    },
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error(transparent)]
+    Terminal(#[from] TerminalError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Store(#[from] crate::build::store::StoreError),
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError + use<> {
+    let path = path.to_path_buf();
+    move |source| RunError::Io { what, path, source }
+}
+
+/// What to run, where and as whom.
+pub struct SessionRequest<'a> {
+    /// The env's name: the session's host name.
+    pub name: &'a str,
+    pub spec: &'a Spec,
+    /// The image's layer trees, bottom first.
+    pub layers: Vec<PathBuf>,
+    pub invoker: &'a Invoker,
+    /// `--root`.
+    pub root: bool,
+    /// The command; empty means the env's shell.
+    pub command: Vec<String>,
+    /// Give the program a pty (`env shell` on a terminal).
+    pub terminal: bool,
+    /// The host's variables the session may see (TERM, LANG and the `pass` list are picked).
+    pub host_environment: Vec<(String, String)>,
+    /// The host folder envkit was started in: a session starts at its place in a mount.
+    pub host_cwd: Option<PathBuf>,
+    pub volumes_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+}
+
+/// What `env ps` reads about a session while it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    /// The env file's folder.
+    pub project: PathBuf,
+    pub env: String,
+    pub command: Vec<String>,
+    /// Seconds since 1970.
+    pub started: u64,
+    /// envkit's pid, so a record left by a killed envkit can be told apart.
+    pub pid: u32,
+}
+
+/// How a session ended.
+pub struct SessionOutcome {
+    pub exit: Exit,
+    /// Rootless root sessions: files in writable mounts now owned by the subordinate root, per
+    /// mount (its path inside, how many).
+    pub foreign_files: Vec<(String, usize)>,
+}
+
+/// Runs the session and cleans up after it.
+pub fn run(request: &SessionRequest<'_>) -> Result<SessionOutcome, RunError> {
+    let id = session_id();
+    let dir = request.runtime_dir.join("sessions").join(&id);
+    let result = run_in(request, &id, &dir);
+    if dir.exists() {
+        let _ = crate::build::store::remove_tree(&dir);
+    }
+    result
+}
+
+fn session_id() -> String {
+    let mut bytes = [0u8; 6];
+    use rand_core::RngCore;
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Who the program runs as.
+fn run_as(request: &SessionRequest<'_>) -> RunAs {
+    if request.root || request.spec.user == User::Root || request.invoker.is_root() {
+        RunAs::Root
+    } else {
+        RunAs::User {
+            uid: request.invoker.uid,
+            gid: request.invoker.gid,
+        }
+    }
+}
+
+fn run_in(request: &SessionRequest<'_>, id: &str, dir: &Path) -> Result<SessionOutcome, RunError> {
+    let started = SystemTime::now();
+    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("root"));
+    for folder in [&upper, &work, &merged] {
+        std::fs::create_dir_all(folder).map_err(io("create", folder))?;
+    }
+    let record = SessionRecord {
+        id: id.to_string(),
+        project: request.spec.origin.dir.clone(),
+        env: request.name.to_string(),
+        command: request.command.clone(),
+        started: started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        pid: std::process::id(),
+    };
+    let record_path = dir.join("session.json");
+    let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    std::fs::write(&record_path, bytes).map_err(io("write", &record_path))?;
+
+    let run_as = run_as(request);
+    let shell = shell(request);
+    let home = match run_as {
+        RunAs::User { .. } => format!("/home/{}", request.invoker.name),
+        _ => "/root".to_string(),
+    };
+    write_identity(request, &upper, run_as, &home, &shell)?;
+
+    let mut binds = Vec::new();
+    for mount in &request.spec.mounts {
+        if !mount.host_path.exists() {
+            return Err(RunError::MissingMountSource {
+                source_as_written: mount.source.clone(),
+                host_path: mount.host_path.clone(),
+            });
+        }
+        binds.push(Bind {
+            source: mount.host_path.clone(),
+            target: mount.at.clone(),
+            readonly: mount.readonly,
+        });
+    }
+    let owner = match run_as {
+        RunAs::User { uid, gid } => (uid, gid),
+        _ => (0, 0),
+    };
+    for volume in &request.spec.volumes {
+        let path = volumes::prepare(
+            &request.volumes_dir,
+            &request.spec.origin.dir,
+            &volume.name,
+            &request.layers,
+            &volume.at,
+            owner,
+        )?;
+        binds.push(Bind {
+            source: path,
+            target: volume.at.clone(),
+            readonly: false,
+        });
+    }
+
+    let argv = if request.command.is_empty() {
+        vec![shell.clone()]
+    } else {
+        request.command.clone()
+    };
+    let mut terminal = if request.terminal {
+        Some(Terminal::open()?)
+    } else {
+        None
+    };
+    let spec = SandboxSpec {
+        root: merged,
+        overlay: Some(Overlay {
+            lowers: request.layers.iter().rev().cloned().collect(),
+            upper,
+            work,
+        }),
+        binds,
+        tmpfs: vec!["/tmp".into(), "/run".into()],
+        hostname: request.name.to_string(),
+        network: match request.spec.network {
+            Network::Host => SandboxNetwork::Host,
+            Network::Private | Network::None => SandboxNetwork::None,
+        },
+        environment: environment(request, &home, &shell),
+        workdir: workdir(request, &home),
+        argv,
+        log: None,
+        run_as,
+        terminal: terminal.as_ref().and_then(Terminal::replica_fd),
+        forward_signals: true,
+    };
+    let exit = match terminal.as_mut() {
+        Some(terminal) => {
+            let relay = terminal.start()?;
+            let exit = crate::sandbox::run(&spec);
+            terminal.finish(relay);
+            exit?
+        }
+        None => crate::sandbox::run(&spec)?,
+    };
+    let foreign_files = if run_as == RunAs::Root && !request.invoker.is_root() {
+        foreign_files(request, started)
+    } else {
+        Vec::new()
+    };
+    Ok(SessionOutcome {
+        exit,
+        foreign_files,
+    })
+}
+
+/// `shell` from env.kdl, else bash when the image has it, else sh.
+fn shell(request: &SessionRequest<'_>) -> String {
+    if let Some(shell) = &request.spec.shell {
+        return shell.clone();
+    }
+    if layers::find(&request.layers, "usr/bin/bash").is_some() {
+        "/bin/bash".into()
+    } else {
+        "/bin/sh".into()
+    }
+}
+
+/// Where the program starts: `workdir`, else the host folder's place in a mount, else the
+/// project mount, else home.
+fn workdir(request: &SessionRequest<'_>, home: &str) -> String {
+    if let Some(workdir) = &request.spec.workdir {
+        return workdir.clone();
+    }
+    if let Some(cwd) = &request.host_cwd {
+        for mount in &request.spec.mounts {
+            let host = mount
+                .host_path
+                .canonicalize()
+                .unwrap_or_else(|_| mount.host_path.clone());
+            if let Ok(rest) = cwd.strip_prefix(&host) {
+                let inside = Path::new(&mount.at).join(rest);
+                return inside.to_string_lossy().into_owned();
+            }
+        }
+    }
+    request
+        .spec
+        .mounts
+        .iter()
+        .find(|m| m.source == ".")
+        .map_or_else(|| home.to_string(), |m| m.at.clone())
+}
+
+/// Only TERM, LANG, the env's `vars` and its `pass` list come from outside.
+fn environment(request: &SessionRequest<'_>, home: &str, shell: &str) -> Vec<(String, String)> {
+    let host = |name: &str| {
+        request
+            .host_environment
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let user = match run_as(request) {
+        RunAs::User { .. } => request.invoker.name.clone(),
+        _ => "root".into(),
+    };
+    let mut environment: Vec<(String, String)> = vec![
+        ("PATH".into(), DEFAULT_PATH.into()),
+        ("HOME".into(), home.into()),
+        ("USER".into(), user.clone()),
+        ("LOGNAME".into(), user),
+        ("SHELL".into(), shell.into()),
+        ("ENVKIT_ENV".into(), request.name.into()),
+    ];
+    if let Some(term) = host("TERM").or_else(|| request.terminal.then(|| "xterm".into())) {
+        environment.push(("TERM".into(), term));
+    }
+    if let Some(lang) = host("LANG") {
+        environment.push(("LANG".into(), lang));
+    }
+    if !shell.ends_with("bash") {
+        // bash builds its prompt (with the host name, the env's name) from its own startup
+        // files; other shells take PS1 from here.
+        environment.push(("PS1".into(), format!("({}) $ ", request.name)));
+    }
+    let mut set = |name: &str, value: String| {
+        environment.retain(|(k, _)| k != name);
+        environment.push((name.to_string(), value));
+    };
+    for name in &request.spec.pass {
+        if let Some(value) = host(name) {
+            set(name, value);
+        }
+    }
+    for (name, value) in &request.spec.vars {
+        set(name, value.clone());
+    }
+    environment
+}
+
+/// Writes into the session's upper folder what makes the image feel like a machine of its own:
+/// `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf`, and for the invoking user their
+/// `passwd` and `group` entries and a home folder.
+fn write_identity(
+    request: &SessionRequest<'_>,
+    upper: &Path,
+    run_as: RunAs,
+    home: &str,
+    shell: &str,
+) -> Result<(), RunError> {
+    let etc = upper.join("etc");
+    make_like_image(request, upper, "etc")?;
+    let hostname = request.name;
+    let mut files: Vec<(&str, String)> = vec![
+        ("hostname", format!("{hostname}\n")),
+        (
+            "hosts",
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+            ),
+        ),
+    ];
+    if request.spec.network == Network::Host {
+        // The host's resolver answers in the host's network, which the session shares.
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        files.push(("resolv.conf", resolv));
+    }
+    if let RunAs::User { uid, gid } = run_as {
+        let name = &request.invoker.name;
+        let read = |file: &str| {
+            layers::find(&request.layers, &format!("etc/{file}"))
+                .and_then(|path| std::fs::read_to_string(path).ok())
+                .unwrap_or_default()
+        };
+        let mut passwd: String = read("passwd")
+            .lines()
+            .filter(|line| {
+                let mut fields = line.split(':');
+                let (entry_name, entry_uid) = (fields.next(), fields.nth(1));
+                entry_name != Some(name) && entry_uid != Some(&uid.to_string())
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        passwd.push_str(&format!("{name}:x:{uid}:{gid}:{name}:{home}:{shell}\n"));
+        let mut group = read("group");
+        let has_group = group
+            .lines()
+            .any(|line| line.split(':').nth(2) == Some(&gid.to_string()));
+        if !has_group {
+            let group_name = if group.lines().any(|l| l.split(':').next() == Some(name)) {
+                format!("{name}-{gid}")
+            } else {
+                name.clone()
+            };
+            group.push_str(&format!("{group_name}:x:{gid}:\n"));
+        }
+        files.push(("passwd", passwd));
+        files.push(("group", group));
+        make_like_image(request, upper, "home")?;
+        let home_dir = upper.join(home.trim_start_matches('/'));
+        std::fs::create_dir_all(&home_dir).map_err(io("create", &home_dir))?;
+        std::os::unix::fs::chown(&home_dir, Some(uid), Some(gid)).map_err(io("give", &home_dir))?;
+        std::fs::set_permissions(&home_dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(io("set the mode of", &home_dir))?;
+    }
+    for (file, content) in files {
+        let path = etc.join(file);
+        std::fs::write(&path, content).map_err(io("write", &path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .map_err(io("set the mode of", &path))?;
+    }
+    Ok(())
+}
+
+/// Makes `upper/<relative>` a folder with the image's owner and mode for it, so the overlay
+/// shows it unchanged.
+fn make_like_image(
+    request: &SessionRequest<'_>,
+    upper: &Path,
+    relative: &str,
+) -> Result<(), RunError> {
+    let path = upper.join(relative);
+    std::fs::create_dir_all(&path).map_err(io("create", &path))?;
+    let (uid, gid, mode) = layers::find(&request.layers, relative)
+        .and_then(|p| p.metadata().ok())
+        .map_or((0, 0, 0o755), |m| (m.uid(), m.gid(), m.mode() & 0o7777));
+    std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(io("give", &path))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+        .map_err(io("set the mode of", &path))?;
+    Ok(())
+}
+
+/// Files root created in writable mounts during the session, which on the host belong to the
+/// user's subordinate root rather than to the user.
+fn foreign_files(request: &SessionRequest<'_>, since: SystemTime) -> Vec<(String, usize)> {
+    let since = since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let invoker = request.invoker.uid;
+    let mut found = Vec::new();
+    for mount in request.spec.mounts.iter().filter(|m| !m.readonly) {
+        let count = walkdir::WalkDir::new(&mount.host_path)
+            .into_iter()
+            .take(200_000)
+            .flatten()
+            .filter_map(|e| e.path().symlink_metadata().ok())
+            .filter(|m| m.uid() != invoker && m.ctime() >= since)
+            .count();
+        if count > 0 {
+            found.push((mount.at.clone(), count));
+        }
+    }
+    found
+}

@@ -1,0 +1,166 @@
+//! `env shell`'s terminal: a pty whose replica becomes the shell's controlling terminal, and
+//! envkit relaying between it and the user's terminal (put in raw mode, so Ctrl-C, Ctrl-Z and
+//! line editing reach the shell's own line discipline: job control works inside).
+//!
+//! Window size: copied at the start and again on every SIGWINCH envkit receives; setting it on
+//! the pty makes the kernel signal the shell's foreground job.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::sys::termios::{SetArg, Termios, cfmakeraw, tcgetattr, tcsetattr};
+
+/// The pty's controller, for the SIGWINCH handler.
+static CONTROLLER: AtomicI32 = AtomicI32::new(-1);
+
+/// A pty pair, and the user's terminal settings to put back.
+pub struct Terminal {
+    controller: OwnedFd,
+    replica: Option<OwnedFd>,
+    saved: Option<Termios>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up a terminal for the shell: {0}")]
+pub struct TerminalError(nix::errno::Errno);
+
+fn window_size(fd: RawFd) -> Option<nix::pty::Winsize> {
+    let mut size = nix::pty::Winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills a winsize.
+    #[allow(unsafe_code)]
+    let done = unsafe { nix::libc::ioctl(fd, nix::libc::TIOCGWINSZ, &mut size) };
+    (done == 0).then_some(size)
+}
+
+extern "C" fn resized(_: nix::libc::c_int) {
+    let controller = CONTROLLER.load(Ordering::SeqCst);
+    if controller < 0 {
+        return;
+    }
+    // Both ioctls are plain system calls, safe in a handler.
+    if let Some(size) = window_size(nix::libc::STDIN_FILENO) {
+        // SAFETY: TIOCSWINSZ reads a winsize.
+        #[allow(unsafe_code)]
+        unsafe {
+            nix::libc::ioctl(controller, nix::libc::TIOCSWINSZ, &size);
+        }
+    }
+}
+
+impl Terminal {
+    /// A pty sized and set up like the user's terminal (stdin).
+    pub fn open() -> Result<Terminal, TerminalError> {
+        let stdin = std::io::stdin();
+        let settings = tcgetattr(stdin.as_fd()).ok();
+        let size = window_size(stdin.as_raw_fd());
+        let pair = nix::pty::openpty(size.as_ref(), settings.as_ref()).map_err(TerminalError)?;
+        Ok(Terminal {
+            controller: pair.master,
+            replica: Some(pair.slave),
+            saved: settings,
+        })
+    }
+
+    /// The replica, for the sandbox to hand to the shell.
+    pub fn replica_fd(&self) -> Option<RawFd> {
+        self.replica.as_ref().map(|r| r.as_raw_fd())
+    }
+
+    /// Puts the user's terminal in raw mode and starts relaying; returns the relay of the
+    /// shell's output, to be finished with [`Relay::finish`] after the shell exits.
+    pub fn start(&mut self) -> Result<Relay, TerminalError> {
+        if let Some(saved) = &self.saved {
+            let mut raw = saved.clone();
+            cfmakeraw(&mut raw);
+            tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, &raw).map_err(TerminalError)?;
+        }
+        CONTROLLER.store(self.controller.as_raw_fd(), Ordering::SeqCst);
+        // SAFETY: the handler only makes two ioctls.
+        #[allow(unsafe_code)]
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGWINCH,
+                nix::sys::signal::SigHandler::Handler(resized),
+            );
+        }
+        let input = self.controller.try_clone().map_err(|e| {
+            TerminalError(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+        })?;
+        let output = self.controller.try_clone().map_err(|e| {
+            TerminalError(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+        })?;
+        // Keystrokes to the shell. This thread blocks in read() and simply ends with envkit.
+        std::thread::spawn(move || {
+            let mut to_shell = std::fs::File::from(input);
+            let mut stdin = std::io::stdin().lock();
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stdin.read(&mut buffer) {
+                if n == 0 || to_shell.write_all(&buffer[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        let output = std::thread::spawn(move || {
+            let mut from_shell = std::fs::File::from(output);
+            let mut stdout = std::io::stdout();
+            let mut buffer = [0u8; 8192];
+            loop {
+                match from_shell.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if stdout.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
+                        let _ = stdout.flush();
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    // EIO: every replica is closed, the session is over.
+                    Err(_) => break,
+                }
+            }
+        });
+        Ok(Relay {
+            output: Some(output),
+        })
+    }
+
+    /// After the shell exits: close envkit's replica so the relay sees the end, wait for the
+    /// last output, and give the user their terminal back as it was.
+    pub fn finish(&mut self, relay: Relay) {
+        self.replica = None;
+        relay.finish();
+        CONTROLLER.store(-1, Ordering::SeqCst);
+        self.restore();
+    }
+
+    fn restore(&self) {
+        if let Some(saved) = &self.saved {
+            let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, saved);
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// The running relay of the shell's output.
+pub struct Relay {
+    output: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn finish(mut self) {
+        if let Some(output) = self.output.take() {
+            let _ = output.join();
+        }
+    }
+}
