@@ -121,7 +121,7 @@ impl Failure {
             }
             Failure::Stale { .. } => Some("run `env lock` to update it, and commit the result".into()),
             Failure::Unavailable { .. } => Some(
-                "available now: `env init`, `env check`, `env lock`, `env build`, `env images`, `env verify`, `env inspect` and `env completions`"
+                "peers are not built yet; `env shell` and `env run` work without them"
                     .into(),
             ),
         }

@@ -14,8 +14,8 @@ fn command_reference() -> String {
          `env`. `-f FILE` works with every subcommand. Exit codes: 0 success, 1 an operation \
          failed, 2 invalid input or a command not available yet; `env run` exits with the \
          command's own status.\n\n\
-         Available now: `init`, `check`, `lock`, `build` (as root), `images`, `verify`, `inspect`, `completions`. The others answer \"not \
-         available yet\" until their stage is built.\n",
+         Available now: everything but the peer commands `up`, `down`, `ps` and `logs`, which answer \"not \
+         available yet\" until peers are built.\n",
     );
     let mut command = Cli::command();
     // Building propagates global options and full usage lines (`env init`) to subcommands.
