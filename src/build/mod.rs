@@ -1,7 +1,9 @@
 //! Stage 3: `Lock` -> `Image`: verified `.deb`s installed into content-addressed layers.
 //!
-//! Not built yet; `env build` reports that it is not available (see the book's architecture
-//! chapter for the plan).
+//! [`image::build`] is the entry point: [`plan`] keys the layers, [`download`] fetches the
+//! `.deb`s, [`base`] and [`layers`] build what the [`store`] lacks, [`layer_tar`] gives each
+//! its diff_id. Around it: [`roots`] and [`gc`] (what to keep), [`export`] (OCI archives),
+//! [`shortcut`] (a project's image found again without re-planning).
 pub mod base;
 pub mod deb;
 pub mod download;
@@ -12,4 +14,5 @@ pub mod layer_tar;
 pub mod layers;
 pub mod plan;
 pub mod roots;
+pub mod shortcut;
 pub mod store;

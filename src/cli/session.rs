@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::build::{ImageContext, build_and_record};
 use super::{Failure, load_spec};
+use crate::build::shortcut;
 use crate::build::store::Store;
 use crate::run::session::{self, SessionRequest};
 use crate::sandbox::SandboxError;
@@ -15,11 +16,19 @@ pub fn enter(file: Option<&Path>, root: bool, command: Vec<String>) -> Result<()
     let entered = crate::userns::enter()?;
     let loaded = load_spec(file)?;
     let spec = &loaded.spec;
-    let lock = super::lock::current_lock(spec)?;
-    let context = ImageContext::new(spec)?;
-    let inputs = context.inputs(spec, &lock);
     let store = Store::default_location();
-    let image = build_and_record(spec, &inputs, &store)?;
+    let lock_path = crate::solve::stage::lock_path(&spec.origin.file);
+    let image = match shortcut::lookup(&store, spec, &lock_path) {
+        Some(image) => image,
+        None => {
+            let lock = super::lock::current_lock(spec)?;
+            let context = ImageContext::new(spec)?;
+            let inputs = context.inputs(spec, &lock);
+            let image = build_and_record(spec, &inputs, &store)?;
+            shortcut::remember(&store, spec, &lock_path, &image);
+            image
+        }
+    };
     let name = super::build::image_repository(spec);
     let shell = command.is_empty();
     let request = SessionRequest {
