@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench/build.sh needs root" >&2; exit 2; }
 command -v mmdebstrap >/dev/null || { echo "needs mmdebstrap (apt-get install mmdebstrap)" >&2; exit 2; }
-cargo build --release --quiet
-env_bin=$PWD/target/release/env
+if [ -z "${ENV_BIN:-}" ]; then cargo build --release --quiet; fi
+env_bin=${ENV_BIN:-$PWD/target/release/env}
 work=$(mktemp -d /var/tmp/envkit-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 debs=$work/mmdebstrap-debs

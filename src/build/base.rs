@@ -126,18 +126,31 @@ impl Dpkg<'_> {
                 .iter()
                 .map(|p| format!("{DEBS_INSIDE}/{}.deb", p.sha256)),
         );
+        let mut environment = build_environment(self.source_date_epoch);
+        for (name, value) in &mut environment {
+            if name == "PATH" {
+                *value = format!("{PATH_STUBS_INSIDE}:{value}");
+            }
+        }
         let spec = SandboxSpec {
             root: self.root.to_path_buf(),
             overlay: self.overlay.clone(),
-            binds: vec![Bind {
-                source: self.cache_dir.join("debs-v1"),
-                target: DEBS_INSIDE.into(),
-                readonly: true,
-            }],
+            binds: vec![
+                Bind {
+                    source: self.cache_dir.join("debs-v1"),
+                    target: DEBS_INSIDE.into(),
+                    readonly: true,
+                },
+                Bind {
+                    source: path_stubs(self.cache_dir)?,
+                    target: PATH_STUBS_INSIDE.into(),
+                    readonly: true,
+                },
+            ],
             tmpfs: vec![],
             hostname: "envkit-build".into(),
             network: SandboxNetwork::None,
-            environment: build_environment(self.source_date_epoch),
+            environment,
             workdir: "/".into(),
             argv,
             log: Some(self.log.to_path_buf()),
@@ -217,6 +230,37 @@ fn skeleton(tree: &Path) -> Result<(), BaseError> {
     Ok(())
 }
 
+/// Programs replaced while packages install: maintainer scripts must not start services.
+pub(crate) const STUBS: &[(&str, &str)] = &[(
+    "usr/sbin/start-stop-daemon",
+    "#!/bin/sh\necho 'Warning: start-stop-daemon is stubbed during the build' >&2\n",
+)];
+
+/// Where the programs found first on dpkg's PATH appear inside the root: an `ischroot` that
+/// says yes, so maintainer scripts behave as in any build chroot (libc6's, for one, would
+/// otherwise restart init and sleep a second). A PATH entry rather than a replaced file,
+/// because the essential set's own install would overwrite a replacement.
+const PATH_STUBS_INSIDE: &str = "/var/cache/envkit-stubs";
+const PATH_STUBS: &[(&str, &str)] = &[("ischroot", "#!/bin/sh\nexit 0\n")];
+
+/// The host folder holding [`PATH_STUBS`], written once into envkit's cache.
+fn path_stubs(cache_dir: &Path) -> Result<PathBuf, BaseError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = cache_dir.join("build-stubs-v1");
+    for (name, script) in PATH_STUBS {
+        let path = dir.join(name);
+        if std::fs::read(&path).is_ok_and(|bytes| bytes == script.as_bytes()) {
+            continue;
+        }
+        crate::fetch::write_bytes_atomically(&path, script.as_bytes())
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .map_err(io(&path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(io(&path))?;
+    }
+    Ok(dir)
+}
+
 /// Maintainer scripts must not start services in a build.
 pub(crate) fn block_daemons(tree: &Path) -> Result<(), BaseError> {
     use std::os::unix::fs::PermissionsExt;
@@ -224,26 +268,26 @@ pub(crate) fn block_daemons(tree: &Path) -> Result<(), BaseError> {
     std::fs::write(&policy, "#!/bin/sh\nexit 101\n").map_err(io(&policy))?;
     std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o755))
         .map_err(io(&policy))?;
-    let daemon = tree.join("usr/sbin/start-stop-daemon");
-    if daemon.exists() {
-        let real = tree.join("usr/sbin/start-stop-daemon.REAL");
-        std::fs::rename(&daemon, &real).map_err(io(&daemon))?;
-        std::fs::write(
-            &daemon,
-            "#!/bin/sh\necho 'Warning: start-stop-daemon is stubbed during the build' >&2\n",
-        )
-        .map_err(io(&daemon))?;
-        std::fs::set_permissions(&daemon, std::fs::Permissions::from_mode(0o755))
-            .map_err(io(&daemon))?;
+    for (program, stub) in STUBS {
+        let path = tree.join(program);
+        if path.exists() {
+            let real = tree.join(format!("{program}.REAL"));
+            std::fs::rename(&path, &real).map_err(io(&path))?;
+            std::fs::write(&path, stub).map_err(io(&path))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(io(&path))?;
+        }
     }
     Ok(())
 }
 
 pub(crate) fn unblock_daemons(tree: &Path) -> Result<(), BaseError> {
-    let real = tree.join("usr/sbin/start-stop-daemon.REAL");
-    if real.exists() {
-        let daemon = tree.join("usr/sbin/start-stop-daemon");
-        std::fs::rename(&real, &daemon).map_err(io(&real))?;
+    for (program, _) in STUBS {
+        let real = tree.join(format!("{program}.REAL"));
+        if real.exists() {
+            let path = tree.join(program);
+            std::fs::rename(&real, &path).map_err(io(&real))?;
+        }
     }
     let policy = tree.join("usr/sbin/policy-rc.d");
     std::fs::remove_file(&policy).map_err(io(&policy))
@@ -294,8 +338,9 @@ pub(crate) fn clean(tree: &Path) -> Result<(), BaseError> {
             removed.map_err(io(&target))?;
         }
     }
-    let mount_point = tree.join(DEBS_INSIDE.trim_start_matches('/'));
-    let _ = std::fs::remove_dir(&mount_point);
+    for mount_point in [DEBS_INSIDE, PATH_STUBS_INSIDE] {
+        let _ = std::fs::remove_dir(tree.join(mount_point.trim_start_matches('/')));
+    }
     for (file, name) in [
         ("var/cache/apt", "pkgcache.bin"),
         ("var/cache/apt", "srcpkgcache.bin"),

@@ -118,8 +118,8 @@ pub fn build_setup(
     clean(upper)
 }
 
-/// `policy-rc.d` and a `start-stop-daemon` stub in an upper folder, with the folders they
-/// need copied from the lower layer's metadata.
+/// `policy-rc.d` and the build's stubs (see `base::STUBS`) in an upper folder, with the
+/// folders they need copied from the lower layers' metadata.
 struct Stubs {
     files: Vec<PathBuf>,
     created_dirs: Vec<PathBuf>,
@@ -128,50 +128,39 @@ struct Stubs {
 impl Stubs {
     fn place(upper: &Path, lowers: &[PathBuf]) -> Result<Stubs, BaseError> {
         use std::os::unix::fs::PermissionsExt;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BaseError::Io { path, source }
+        };
         let mut created_dirs = Vec::new();
-        let mut path = upper.to_path_buf();
-        for component in ["usr", "sbin"] {
-            path.push(component);
-            if !path.exists() {
-                let relative = path.strip_prefix(upper).unwrap_or(&path).to_path_buf();
-                let lower = lowers
-                    .iter()
-                    .map(|l| l.join(&relative))
-                    .find(|p| p.is_dir());
-                std::fs::create_dir(&path).map_err(|source| BaseError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+        let mut files = Vec::new();
+        let stubs = std::iter::once(("usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n"))
+            .chain(super::base::STUBS.iter().copied());
+        for (program, script) in stubs {
+            let relative = Path::new(program);
+            let mut dir = upper.to_path_buf();
+            for component in relative.parent().into_iter().flat_map(|p| p.components()) {
+                dir.push(component);
+                if dir.exists() {
+                    continue;
+                }
+                let inside = dir.strip_prefix(upper).unwrap_or(&dir).to_path_buf();
+                let lower = lowers.iter().map(|l| l.join(&inside)).find(|p| p.is_dir());
+                std::fs::create_dir(&dir).map_err(io(&dir))?;
                 if let Some(metadata) = lower.and_then(|l| l.metadata().ok()) {
                     let _ =
-                        std::os::unix::fs::chown(&path, Some(metadata.uid()), Some(metadata.gid()));
+                        std::os::unix::fs::chown(&dir, Some(metadata.uid()), Some(metadata.gid()));
                     let _ = std::fs::set_permissions(
-                        &path,
+                        &dir,
                         std::fs::Permissions::from_mode(metadata.mode() & 0o7777),
                     );
                 }
-                created_dirs.push(path.clone());
+                created_dirs.push(dir.clone());
             }
-        }
-        let mut files = Vec::new();
-        for (name, script) in [
-            ("policy-rc.d", "#!/bin/sh\nexit 101\n"),
-            (
-                "start-stop-daemon",
-                "#!/bin/sh\necho 'Warning: start-stop-daemon is stubbed during the build' >&2\n",
-            ),
-        ] {
-            let file = path.join(name);
-            std::fs::write(&file, script).map_err(|source| BaseError::Io {
-                path: file.clone(),
-                source,
-            })?;
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).map_err(
-                |source| BaseError::Io {
-                    path: file.clone(),
-                    source,
-                },
-            )?;
+            let file = upper.join(relative);
+            std::fs::write(&file, script).map_err(io(&file))?;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+                .map_err(io(&file))?;
             files.push(file);
         }
         Ok(Stubs {
