@@ -157,6 +157,7 @@ impl Dpkg<'_> {
             run_as: RunAs::Builder,
             terminal: None,
             forward_signals: false,
+            discard_syncs: true,
         };
         match crate::sandbox::run(&spec)? {
             exit if exit.success() => Ok(()),

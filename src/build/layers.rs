@@ -98,6 +98,7 @@ pub fn build_setup(
         run_as: RunAs::Builder,
         terminal: None,
         forward_signals: false,
+        discard_syncs: true,
     };
     let exit = crate::sandbox::run(&spec)?;
     if !exit.success() {

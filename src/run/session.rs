@@ -217,6 +217,7 @@ fn run_in(request: &SessionRequest<'_>, id: &str, dir: &Path) -> Result<SessionO
         run_as,
         terminal: terminal.as_ref().and_then(Terminal::replica_fd),
         forward_signals: true,
+        discard_syncs: false,
     };
     let exit = match terminal.as_mut() {
         Some(terminal) => {

@@ -22,6 +22,8 @@
 //! which is how an unprivileged user builds and runs. Overlays are mounted with `userxattr`
 //! so the store's layers mean the same in both.
 
+mod syncs;
+
 use std::ffi::CString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -92,6 +94,9 @@ pub struct SandboxSpec {
     /// While waiting, pass SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to envkit
     /// on to the program instead of dying of them.
     pub forward_signals: bool,
+    /// Make `fsync` and its relatives no-ops for the program (build steps: the store syncs
+    /// once before publishing).
+    pub discard_syncs: bool,
 }
 
 /// Who the program runs as.
@@ -210,6 +215,8 @@ struct Prepared {
     terminal: Option<std::os::fd::RawFd>,
     /// The highest capability number this kernel knows.
     last_capability: u32,
+    /// The seccomp program that discards syncs, when asked for.
+    sync_filter: Option<Vec<nix::libc::sock_filter>>,
 }
 
 fn c(text: &str) -> Result<CString, SandboxError> {
@@ -404,6 +411,11 @@ fn prepare(spec: &SandboxSpec) -> Result<Prepared, SandboxError> {
             .ok()
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(63),
+        sync_filter: if spec.discard_syncs {
+            syncs::discard_syncs_filter()
+        } else {
+            None
+        },
     })
 }
 
@@ -684,6 +696,9 @@ fn program_main(prepared: &Prepared) -> Result<Never, (&str, nix::errno::Errno)>
             let _ = nix::unistd::close(terminal);
         }
     }
+    if let Some(filter) = &prepared.sync_filter {
+        syncs::install(filter).map_err(|e| ("discard syncs", e))?;
+    }
     match prepared.run_as {
         RunAs::Builder => {}
         RunAs::Root => {
@@ -768,6 +783,7 @@ mod tests {
             run_as: RunAs::Builder,
             terminal: None,
             forward_signals: false,
+            discard_syncs: false,
         };
         Some((dir, spec))
     }
@@ -900,6 +916,25 @@ mod tests {
             "the lower layer is untouched"
         );
         assert!(!upper.join("etc/kept").exists());
+    }
+
+    #[test]
+    fn build_steps_can_have_syncs_discarded() {
+        let Some((_dir, spec)) = host_program_root() else {
+            return;
+        };
+        let mut spec = spec;
+        spec.discard_syncs = true;
+        // The filter is in place, syncs succeed, everything else works as before.
+        let script = "grep -q '^Seccomp:[[:space:]]*2' /proc/self/status \
+            && echo data > /tmp/f && sync /tmp/f && sync && test \"$(cat /tmp/f)\" = data \
+            && python3 -c 'import os; fd = os.open(\"/tmp/g\", os.O_CREAT | os.O_WRONLY); os.write(fd, b\"x\"); os.fsync(fd); os.fdatasync(fd)'";
+        assert_eq!(sh(&spec, script).unwrap(), Exit::Code(0));
+        spec.discard_syncs = false;
+        assert_eq!(
+            sh(&spec, "grep -q '^Seccomp:[[:space:]]*0' /proc/self/status").unwrap(),
+            Exit::Code(0)
+        );
     }
 
     #[test]
