@@ -278,10 +278,39 @@ pub struct Entered {
 
 static ENTERED: OnceLock<Entered> = OnceLock::new();
 
+/// Set for envkit processes that envkit starts inside its namespace (a peer's supervisor):
+/// `uid:gid:name` of the invoking user. They are in the namespace already.
+pub const INHERITED_VARIABLE: &str = "ENVKIT_USERNS_INVOKER";
+
+/// The variable a child envkit inherits the namespace through, when this process is in it.
+pub fn inherited_value() -> Option<String> {
+    let entered = ENTERED.get()?;
+    let invoker = &entered.invoker;
+    Some(format!("{}:{}:{}", invoker.uid, invoker.gid, invoker.name))
+}
+
+fn inherited() -> Option<Invoker> {
+    let value = std::env::var(INHERITED_VARIABLE).ok()?;
+    let mut fields = value.splitn(3, ':');
+    Some(Invoker {
+        uid: fields.next()?.parse().ok()?,
+        gid: fields.next()?.parse().ok()?,
+        name: fields.next()?.to_string(),
+    })
+}
+
 /// Enters envkit's user namespace (once per process) and becomes inner root there.
 pub fn enter() -> Result<&'static Entered, UsernsError> {
     if let Some(entered) = ENTERED.get() {
         return Ok(entered);
+    }
+    if let Some(invoker) = inherited().filter(|_| nix::unistd::geteuid().is_root()) {
+        let maps = Maps {
+            uid: Vec::new(),
+            gid: Vec::new(),
+            through_helpers: false,
+        };
+        return Ok(ENTERED.get_or_init(|| Entered { invoker, maps }));
     }
     let invoker = Invoker::current();
     let maps = maps_for(&invoker)?;

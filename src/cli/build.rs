@@ -48,7 +48,7 @@ pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
         }
         return Ok(());
     }
-    let image = build_and_record(spec, &inputs, &store)?;
+    let image = build_and_record(&lock_path(&spec.origin.file), &inputs, &store)?;
     eprintln!("image {}  id {}", image.name, image.id);
     for layer in &image.layers {
         eprintln!(
@@ -64,7 +64,7 @@ pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
 /// Builds what the store lacks (telling what it builds) and records the lock as a root of
 /// the image, so `env gc` keeps it.
 pub fn build_and_record(
-    spec: &Spec,
+    lock_file: &Path,
     inputs: &BuildInputs<'_>,
     store: &Store,
 ) -> Result<Image, Failure> {
@@ -76,7 +76,7 @@ pub fn build_and_record(
         Event::Building { layer } => eprintln!("building {layer} layer"),
         Event::Built { layer, seconds } => eprintln!("built {layer} layer in {seconds:.1} s"),
     })?;
-    roots::record(store, &lock_path(&spec.origin.file), &image.name).map_err(BuildError::from)?;
+    roots::record(store, lock_file, &image.name).map_err(BuildError::from)?;
     Ok(image)
 }
 

@@ -103,7 +103,15 @@ pub fn run(args: &LockArgs, file: Option<&Path>) -> Result<(), Failure> {
 /// The env file's lock, brought up to date first (from cached indexes) when it is missing or
 /// no longer matches: what `env build`, `shell` and `run` start from.
 pub fn current_lock(spec: &crate::spec::Spec) -> Result<crate::solve::lockfile::Lock, Failure> {
-    let path = lock_path(&spec.origin.file);
+    current_lock_at(spec, &lock_path(&spec.origin.file))
+}
+
+/// [`current_lock`] for a lock kept elsewhere (an inline peer's, beside its env file).
+pub fn current_lock_at(
+    spec: &crate::spec::Spec,
+    path: &std::path::Path,
+) -> Result<crate::solve::lockfile::Lock, Failure> {
+    let path = path.to_path_buf();
     let previous = read_lock(&path)?;
     if let Some(lock) = &previous
         && check(spec, lock).is_ok()

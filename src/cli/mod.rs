@@ -9,6 +9,7 @@ mod images;
 mod init;
 mod inspect;
 mod lock;
+mod peers;
 mod report;
 mod session;
 mod verify;
@@ -107,6 +108,13 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Runs one peer in the background (started by `env up`).
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        peer: String,
+        image: String,
+        restarts: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,10 +174,21 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Verify => verify::run(file),
         Command::Shell { root } => session::enter(file, root, Vec::new()),
         Command::Run { root, command } => session::enter(file, root, command),
-        Command::Up => Err(Failure::unavailable("up", "peers")),
-        Command::Down { .. } => Err(Failure::unavailable("down", "peers")),
-        Command::Ps { .. } => Err(Failure::unavailable("ps", "peers and sessions")),
-        Command::Logs { .. } => Err(Failure::unavailable("logs", "peers")),
+        Command::Up => {
+            let loaded = load_spec(file)?;
+            if loaded.spec.peers.is_empty() {
+                eprintln!("env.kdl names no peers: nothing to start");
+            }
+            peers::up(&loaded.spec, false).map(|_| ())
+        }
+        Command::Down { volumes, yes } => peers::down(file, volumes, yes),
+        Command::Ps { json } => peers::ps(file, json),
+        Command::Logs { peer, follow } => peers::logs(file, peer.as_deref(), follow),
+        Command::Supervise {
+            peer,
+            image,
+            restarts,
+        } => peers::supervise(file, &peer, &image, restarts),
         Command::Export { output } => export::run(output.as_deref(), file),
         Command::Gc(args) => gc::run(&args),
         Command::Volume(command) => {
@@ -191,6 +210,9 @@ fn enter_namespace_for(command: &Command) -> Result<(), Failure> {
         | Command::Export { .. }
         | Command::Gc(_)
         | Command::Volume(_)
+        | Command::Up
+        | Command::Down { .. }
+        | Command::Supervise { .. }
         | Command::FixOwner => {
             crate::userns::enter()?;
         }

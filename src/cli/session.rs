@@ -24,10 +24,15 @@ pub fn enter(file: Option<&Path>, root: bool, command: Vec<String>) -> Result<()
             let lock = super::lock::current_lock(spec)?;
             let context = ImageContext::new(spec)?;
             let inputs = context.inputs(spec, &lock);
-            let image = build_and_record(spec, &inputs, &store)?;
+            let image = build_and_record(&lock_path, &inputs, &store)?;
             shortcut::remember(&store, spec, &lock_path, &image);
             image
         }
+    };
+    let hosts = if spec.peers.is_empty() {
+        Vec::new()
+    } else {
+        super::peers::up(spec, true)?
     };
     let name = super::build::image_repository(spec);
     let shell = command.is_empty();
@@ -45,6 +50,10 @@ pub fn enter(file: Option<&Path>, root: bool, command: Vec<String>) -> Result<()
             .and_then(|d| d.canonicalize().ok()),
         volumes_dir: crate::paths::volumes_dir(),
         runtime_dir: crate::paths::runtime_dir(),
+        volume_project: spec.origin.dir.clone(),
+        volume_prefix: String::new(),
+        hosts,
+        background: None,
     };
     let outcome = match session::run(&request) {
         Err(crate::run::RunError::Sandbox(SandboxError::NotRunnable(message))) => {

@@ -9,8 +9,9 @@
 
 pub mod layers;
 pub mod ownership;
+pub mod peers;
 pub mod session;
 pub mod terminal;
 pub mod volumes;
 
-pub use session::{RunError, SessionOutcome, SessionRequest};
+pub use session::{Background, RunError, SessionOutcome, SessionRequest};

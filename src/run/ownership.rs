@@ -7,17 +7,30 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Gives everything under `root` not owned by `uid:gid` to them; returns how many entries.
+///
+/// Files whose owner is outside envkit's id map (another host user's, or made with sudo) are
+/// left alone: no session created them, and the namespace's root may not change them.
 pub fn give_back(root: &Path, uid: u32, gid: u32) -> std::io::Result<usize> {
+    let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
     let mut changed = 0;
     for entry in walkdir::WalkDir::new(root) {
-        let entry = entry.map_err(|e| {
-            e.into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("a symlink loop"))
-        })?;
+        let entry = match entry {
+            Ok(entry) => entry,
+            // A folder of such an owner that only they may read.
+            Err(e) if e.io_error().is_some_and(denied) => continue,
+            Err(e) => {
+                return Err(e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("a symlink loop")));
+            }
+        };
         let metadata = entry.path().symlink_metadata()?;
         if metadata.uid() != uid || metadata.gid() != gid {
-            std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))?;
-            changed += 1;
+            match std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid)) {
+                Ok(()) => changed += 1,
+                Err(e) if denied(&e) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(changed)

@@ -43,6 +43,8 @@ pub enum RunError {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Store(#[from] crate::build::store::StoreError),
+    #[error(transparent)]
+    Peer(#[from] super::peers::PeerError),
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError + use<> {
@@ -70,6 +72,22 @@ pub struct SessionRequest<'a> {
     pub host_cwd: Option<PathBuf>,
     pub volumes_dir: PathBuf,
     pub runtime_dir: PathBuf,
+    /// Whose volumes these are: the project's folder, and a prefix for a peer's volume names
+    /// (`db.`), so a project's environments never share a volume by accident.
+    pub volume_project: PathBuf,
+    pub volume_prefix: String,
+    /// Extra `/etc/hosts` lines: (address, name), the project's peers.
+    pub hosts: Vec<(String, String)>,
+    /// A peer's service: it runs in a network namespace of its own, its output goes to a log,
+    /// and its scratch lives in the given folder.
+    pub background: Option<Background>,
+}
+
+/// Where a background session keeps its scratch and its output.
+#[derive(Debug, Clone)]
+pub struct Background {
+    pub dir: PathBuf,
+    pub log: PathBuf,
 }
 
 /// What `env ps` reads about a session while it runs.
@@ -96,9 +114,23 @@ pub struct SessionOutcome {
 
 /// Runs the session and cleans up after it.
 pub fn run(request: &SessionRequest<'_>) -> Result<SessionOutcome, RunError> {
+    run_with(request, &mut |_| {})
+}
+
+/// Runs the session, calling `started` with its init's pid once the program runs.
+pub fn run_with(
+    request: &SessionRequest<'_>,
+    started: &mut dyn FnMut(i32),
+) -> Result<SessionOutcome, RunError> {
     let id = session_id();
-    let dir = request.runtime_dir.join("sessions").join(&id);
-    let result = run_in(request, &id, &dir);
+    let dir = match &request.background {
+        Some(background) => background.dir.clone(),
+        None => request.runtime_dir.join("sessions").join(&id),
+    };
+    if dir.exists() {
+        crate::build::store::remove_tree(&dir)?;
+    }
+    let result = run_in(request, &id, &dir, started);
     if dir.exists() {
         let _ = crate::build::store::remove_tree(&dir);
     }
@@ -124,7 +156,12 @@ fn run_as(request: &SessionRequest<'_>) -> RunAs {
     }
 }
 
-fn run_in(request: &SessionRequest<'_>, id: &str, dir: &Path) -> Result<SessionOutcome, RunError> {
+fn run_in(
+    request: &SessionRequest<'_>,
+    id: &str,
+    dir: &Path,
+    started_callback: &mut dyn FnMut(i32),
+) -> Result<SessionOutcome, RunError> {
     let started = SystemTime::now();
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("root"));
     for folder in [&upper, &work, &merged] {
@@ -173,8 +210,8 @@ fn run_in(request: &SessionRequest<'_>, id: &str, dir: &Path) -> Result<SessionO
     for volume in &request.spec.volumes {
         let path = volumes::prepare(
             &request.volumes_dir,
-            &request.spec.origin.dir,
-            &volume.name,
+            &request.volume_project,
+            &format!("{}{}", request.volume_prefix, volume.name),
             &request.layers,
             &volume.at,
             owner,
@@ -196,6 +233,21 @@ fn run_in(request: &SessionRequest<'_>, id: &str, dir: &Path) -> Result<SessionO
     } else {
         None
     };
+    if let Some(terminal) = &terminal
+        && let RunAs::User { uid, gid } = run_as
+    {
+        // The user's terminal is theirs, as after a login (screen and pinentry open it by name).
+        terminal.give_to(uid, gid)?;
+    }
+    // The pty comes from the host's devpts, which the session cannot see: bound at
+    // /dev/console, `ttyname` (`tty`, ssh, gpg) finds the shell's terminal there.
+    if let Some(replica) = terminal.as_ref().and_then(Terminal::replica_path) {
+        binds.push(Bind {
+            source: replica,
+            target: "/dev/console".into(),
+            readonly: false,
+        });
+    }
     let spec = SandboxSpec {
         root: merged,
         overlay: Some(Overlay {
@@ -207,13 +259,13 @@ fn run_in(request: &SessionRequest<'_>, id: &str, dir: &Path) -> Result<SessionO
         tmpfs: vec!["/tmp".into(), "/run".into()],
         hostname: request.name.to_string(),
         network: match request.spec.network {
-            Network::Host => SandboxNetwork::Host,
-            Network::Private | Network::None => SandboxNetwork::None,
+            Network::Host if request.background.is_none() => SandboxNetwork::Host,
+            _ => SandboxNetwork::None,
         },
         environment: environment(request, &home, &shell),
         workdir: workdir(request, &home),
         argv,
-        log: None,
+        log: request.background.as_ref().map(|b| b.log.clone()),
         run_as,
         terminal: terminal.as_ref().and_then(Terminal::replica_fd),
         forward_signals: true,
@@ -222,11 +274,11 @@ fn run_in(request: &SessionRequest<'_>, id: &str, dir: &Path) -> Result<SessionO
     let exit = match terminal.as_mut() {
         Some(terminal) => {
             let relay = terminal.start()?;
-            let exit = crate::sandbox::run(&spec);
+            let exit = crate::sandbox::run_with(&spec, started_callback);
             terminal.finish(relay);
             exit?
         }
-        None => crate::sandbox::run(&spec)?,
+        None => crate::sandbox::run_with(&spec, started_callback)?,
     };
     let foreign_files = if run_as == RunAs::Root && !request.invoker.is_root() {
         foreign_files(request, started)
@@ -337,16 +389,15 @@ fn write_identity(
     let etc = upper.join("etc");
     make_like_image(request, upper, "etc")?;
     let hostname = request.name;
-    let mut files: Vec<(&str, String)> = vec![
-        ("hostname", format!("{hostname}\n")),
-        (
-            "hosts",
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-            ),
-        ),
-    ];
-    if request.spec.network == Network::Host {
+    let mut hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    );
+    for (address, name) in &request.hosts {
+        hosts.push_str(&format!("{address}\t{name}\n"));
+    }
+    let mut files: Vec<(&str, String)> =
+        vec![("hostname", format!("{hostname}\n")), ("hosts", hosts)];
+    if request.spec.network == Network::Host && request.background.is_none() {
         // The host's resolver answers in the host's network, which the session shares.
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         files.push(("resolv.conf", resolv));

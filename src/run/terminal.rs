@@ -72,6 +72,22 @@ impl Terminal {
         self.replica.as_ref().map(|r| r.as_raw_fd())
     }
 
+    /// The replica's path on the host (`/dev/pts/N`).
+    pub fn replica_path(&self) -> Option<std::path::PathBuf> {
+        let fd = self.replica_fd()?;
+        std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()
+    }
+
+    /// Makes the replica `uid`'s, as a login does.
+    pub fn give_to(&self, uid: u32, gid: u32) -> Result<(), TerminalError> {
+        if let Some(replica) = &self.replica {
+            std::os::unix::fs::fchown(replica, Some(uid), Some(gid)).map_err(|e| {
+                TerminalError(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Puts the user's terminal in raw mode and starts relaying; returns the relay of the
     /// shell's output, to be finished with [`Relay::finish`] after the shell exits.
     pub fn start(&mut self) -> Result<Relay, TerminalError> {

@@ -51,7 +51,7 @@ pub struct Bind {
 pub enum SandboxNetwork {
     /// The host's (downloads during `setup`, dev servers).
     Host,
-    /// A new network namespace with only loopback (down).
+    /// A network namespace of its own with only loopback, up.
     None,
 }
 
@@ -217,6 +217,8 @@ struct Prepared {
     last_capability: u32,
     /// The seccomp program that discards syncs, when asked for.
     sync_filter: Option<Vec<nix::libc::sock_filter>>,
+    /// Bring up `lo` in the sandbox's own network namespace.
+    loopback_up: bool,
 }
 
 fn c(text: &str) -> Result<CString, SandboxError> {
@@ -411,6 +413,7 @@ fn prepare(spec: &SandboxSpec) -> Result<Prepared, SandboxError> {
             .ok()
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(63),
+        loopback_up: spec.network == SandboxNetwork::None,
         sync_filter: if spec.discard_syncs {
             syncs::discard_syncs_filter()
         } else {
@@ -459,6 +462,12 @@ fn install_forwarding() -> Result<Vec<(Signal, SigAction)>, nix::errno::Errno> {
 
 /// Runs `spec` and waits for it.
 pub fn run(spec: &SandboxSpec) -> Result<Exit, SandboxError> {
+    run_with(spec, &mut |_| {})
+}
+
+/// Runs `spec`, calls `started` with the sandbox's init (its pid seen from here) once the
+/// program is running, and waits for it.
+pub fn run_with(spec: &SandboxSpec, started: &mut dyn FnMut(i32)) -> Result<Exit, SandboxError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(SandboxError::NotRoot);
     }
@@ -517,6 +526,9 @@ pub fn run(spec: &SandboxSpec) -> Result<Exit, SandboxError> {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 _ => break,
             }
+        }
+        if message.is_empty() {
+            started(pid.as_raw());
         }
         let status = loop {
             match waitpid(pid, None) {
@@ -616,6 +628,9 @@ fn child_main(
         let _ = nix::unistd::symlinkat(target.as_c_str(), nix::fcntl::AT_FDCWD, link.as_c_str());
     }
     nix::unistd::sethostname(&prepared.hostname).map_err(|e| ("set the host name", e))?;
+    if prepared.loopback_up {
+        loopback_up().map_err(|e| ("bring up the loopback interface", e))?;
+    }
     nix::unistd::chdir(prepared.root.as_c_str()).map_err(|e| ("enter the root", e))?;
     // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves no way
     // back to the host's files.
@@ -733,6 +748,38 @@ fn program_main(prepared: &Prepared) -> Result<Never, (&str, nix::errno::Errno)>
         }
     }
     Err((prepared.run_what.as_str(), last))
+}
+
+/// `ip link set lo up`, without allocating: a service in its own network namespace listens
+/// on loopback, where envkit's forwarder reaches it.
+fn loopback_up() -> Result<(), nix::errno::Errno> {
+    // SAFETY: plain socket and ioctl calls on a zeroed ifreq naming "lo".
+    #[allow(unsafe_code)]
+    unsafe {
+        let socket = nix::libc::socket(
+            nix::libc::AF_INET,
+            nix::libc::SOCK_DGRAM | nix::libc::SOCK_CLOEXEC,
+            0,
+        );
+        if socket < 0 {
+            return Err(nix::errno::Errno::last());
+        }
+        let mut request: nix::libc::ifreq = std::mem::zeroed();
+        for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo") {
+            *slot = *byte as nix::libc::c_char;
+        }
+        let mut outcome = nix::libc::ioctl(socket, nix::libc::SIOCGIFFLAGS, &mut request);
+        if outcome == 0 {
+            request.ifr_ifru.ifru_flags |= nix::libc::IFF_UP as nix::libc::c_short;
+            outcome = nix::libc::ioctl(socket, nix::libc::SIOCSIFFLAGS, &request);
+        }
+        let errno = nix::errno::Errno::last();
+        nix::libc::close(socket);
+        if outcome != 0 {
+            return Err(errno);
+        }
+    }
+    Ok(())
 }
 
 fn no_new_privileges() -> Result<(), (&'static str, nix::errno::Errno)> {
@@ -960,5 +1007,8 @@ mod tests {
         let mut spec = spec;
         spec.network = SandboxNetwork::None;
         assert_eq!(sh(&spec, "test \"$(ls /sys/class/net 2>/dev/null | wc -l)\" -le 1 && ! grep -qv -e lo: -e Inter -e face /proc/net/dev").unwrap(), Exit::Code(0));
+        // Loopback is up: a server and a client inside can talk.
+        let talk = "python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); s.listen(); c = socket.create_connection(s.getsockname()); print(\"ok\")'";
+        assert_eq!(sh(&spec, talk).unwrap(), Exit::Code(0));
     }
 }

@@ -1,0 +1,111 @@
+//! Forwarding TCP connections between network namespaces in user space: a listening socket
+//! made in one namespace keeps accepting there, while the thread that connects onwards has
+//! joined another (`setns` changes only the calling thread's network namespace). Nothing needs
+//! privileges beyond envkit's own user namespace, which owns the peers' network namespaces.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use nix::sched::{CloneFlags, setns};
+
+/// A network namespace, by a handle on `/proc/PID/ns/net`.
+pub fn namespace_of(pid: i32) -> std::io::Result<Arc<OwnedFd>> {
+    let file = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    Ok(Arc::new(OwnedFd::from(file)))
+}
+
+/// This process's current network namespace.
+pub fn own_namespace() -> std::io::Result<Arc<OwnedFd>> {
+    let file = std::fs::File::open("/proc/thread-self/ns/net")?;
+    Ok(Arc::new(OwnedFd::from(file)))
+}
+
+/// Binds a listener on `address` inside `namespace` (a short-lived thread joins it to make the
+/// socket, so the caller's namespace is untouched).
+pub fn listen_in(namespace: &Arc<OwnedFd>, address: SocketAddr) -> std::io::Result<TcpListener> {
+    let namespace = Arc::clone(namespace);
+    std::thread::spawn(move || {
+        setns(namespace.as_fd(), CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+        TcpListener::bind(address)
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("the listening thread failed")))
+}
+
+/// Serves `listener` on a thread of its own: each connection is joined to a new connection to
+/// `target`, made from inside `connect_from` (or from this process's namespace).
+pub fn serve(listener: TcpListener, target: SocketAddr, connect_from: Option<Arc<OwnedFd>>) {
+    std::thread::spawn(move || {
+        if let Some(namespace) = &connect_from
+            && setns(namespace.as_fd(), CloneFlags::CLONE_NEWNET).is_err()
+        {
+            return;
+        }
+        for incoming in listener.incoming() {
+            let Ok(client) = incoming else { continue };
+            // Connecting is quick on loopback; a refused one just closes the client.
+            let Ok(server) = TcpStream::connect(target) else {
+                continue;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            splice(client, server);
+        }
+    });
+}
+
+/// Copies both ways until each side has finished sending.
+fn splice(client: TcpStream, server: TcpStream) {
+    let (Ok(client_reader), Ok(server_reader)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    std::thread::spawn(move || pump(client_reader, server));
+    std::thread::spawn(move || pump(server_reader, client));
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream) {
+    let mut buffer = [0u8; 32 * 1024];
+    loop {
+        match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buffer[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_forwarded_both_ways() {
+        let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = backend.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in backend.incoming() {
+                let mut stream = stream.unwrap();
+                let mut request = String::new();
+                stream.read_to_string(&mut request).unwrap();
+                stream.write_all(request.to_uppercase().as_bytes()).unwrap();
+            }
+        });
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
+        let front_address = front.local_addr().unwrap();
+        serve(front, target, None);
+        for _ in 0..3 {
+            let mut client = TcpStream::connect(front_address).unwrap();
+            client.write_all(b"hello").unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+            let mut reply = String::new();
+            client.read_to_string(&mut reply).unwrap();
+            assert_eq!(reply, "HELLO");
+        }
+    }
+}

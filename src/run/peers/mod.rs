@@ -1,0 +1,293 @@
+//! Peers: a project's other environments (a database, a cache), each running its `service` in
+//! the background, each in a network namespace of its own, reached by name.
+//!
+//! Every peer of every project owns one loopback address on the host (`127.77.x.y`, recorded
+//! in `<runtime>/addresses.json`), so two peers may listen on the same port and two projects
+//! never collide. A supervisor process per peer (envkit itself, detached) holds listening
+//! sockets on that address in the host's network namespace and forwards each connection into
+//! the peer's namespace, to `127.0.0.1:PORT` there (see [`forward`]). Every environment of the
+//! project gets `/etc/hosts` lines naming each peer's address: the main environment shares the
+//! host's network and connects to it directly; inside a peer, the supervisor listens on the
+//! other peers' addresses in the peer's own namespace and forwards them out.
+//!
+//! A peer's state lives in `<runtime>/peers/<project>/<peer>/`: `state.json` (written by the
+//! supervisor), `log` (its output, capped), and the session's scratch folder.
+
+pub mod forward;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// The most a peer's log keeps: past it, the older half moves to `log.1`.
+pub const LOG_CAP_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("cannot {what} `{}`", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no free loopback address is left for peers")]
+    NoAddress,
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PeerError + use<> {
+    let path = path.to_path_buf();
+    move |source| PeerError::Io { what, path, source }
+}
+
+/// The folder of one project's peers.
+pub fn project_dir(runtime_dir: &Path, project: &Path) -> PathBuf {
+    let key = super::volumes::project_folder(Path::new("/"), project);
+    runtime_dir
+        .join("peers")
+        .join(key.file_name().unwrap_or_default())
+}
+
+/// The folder of one peer.
+pub fn peer_dir(runtime_dir: &Path, project: &Path, peer: &str) -> PathBuf {
+    project_dir(runtime_dir, project).join(peer)
+}
+
+/// What the supervisor writes about a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerState {
+    pub peer: String,
+    pub project: PathBuf,
+    pub image: String,
+    pub address: String,
+    pub ports: Vec<u16>,
+    /// The supervisor's pid, and its start time (clock ticks after boot) so a reused pid is
+    /// not taken for it.
+    pub supervisor: u32,
+    pub supervisor_start: u64,
+    /// Seconds since 1970.
+    pub started: u64,
+    pub ready: bool,
+    /// Set when the service ended: its status (128+N for a signal).
+    pub exit: Option<i32>,
+    /// Why it could not start, when it could not.
+    pub failure: Option<String>,
+    /// How many times `env up` started it again after it had ended.
+    pub restarts: u32,
+}
+
+/// What a peer is doing, as `env ps` says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "state", content = "status")]
+pub enum Status {
+    Starting,
+    Running,
+    /// Ended with this status; `None` when its supervisor was killed and no status is known.
+    Exited(Option<i32>),
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Starting => write!(f, "starting"),
+            Status::Running => write!(f, "running"),
+            Status::Exited(Some(code)) => write!(f, "exited ({code})"),
+            Status::Exited(None) => write!(f, "exited (killed)"),
+        }
+    }
+}
+
+impl PeerState {
+    pub fn status(&self) -> Status {
+        if let Some(code) = self.exit {
+            return Status::Exited(Some(code));
+        }
+        if !process_alive(self.supervisor, self.supervisor_start) {
+            return Status::Exited(None);
+        }
+        if self.ready {
+            Status::Running
+        } else {
+            Status::Starting
+        }
+    }
+
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("state.json")
+    }
+
+    pub fn read(dir: &Path) -> Option<PeerState> {
+        let bytes = std::fs::read(Self::path(dir)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<(), PeerError> {
+        let path = Self::path(dir);
+        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        crate::fetch::write_bytes_atomically(&path, &bytes)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .map_err(io("write", &path))
+    }
+}
+
+/// Seconds since 1970.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A process's start time in clock ticks after boot (field 22 of `/proc/PID/stat`).
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: count fields after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is still the process that started at `start` (and not a zombie).
+pub fn process_alive(pid: u32, start: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let zombie = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .is_some_and(|state| state == "Z" || state == "X");
+    !zombie && process_start(pid) == Some(start)
+}
+
+/// The loopback address of `peer` in `project`, the same every time: chosen once, recorded in
+/// `<runtime>/addresses.json` under a lock.
+pub fn address(runtime_dir: &Path, project: &Path, peer: &str) -> Result<String, PeerError> {
+    std::fs::create_dir_all(runtime_dir).map_err(io("create", runtime_dir))?;
+    let lock_path = runtime_dir.join("addresses.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io("open", &lock_path))?;
+    let _held =
+        nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+            PeerError::Io {
+                what: "lock",
+                path: lock_path.clone(),
+                source: e.into(),
+            }
+        })?;
+    let path = runtime_dir.join("addresses.json");
+    let mut table: BTreeMap<String, String> = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let key = format!("{}#{peer}", project.display());
+    if let Some(address) = table.get(&key) {
+        return Ok(address.clone());
+    }
+    let taken: std::collections::HashSet<&String> = table.values().collect();
+    let address = (2u32..65_000)
+        .map(|n| format!("127.77.{}.{}", n / 250, n % 250 + 2))
+        .find(|a| !taken.contains(a))
+        .ok_or(PeerError::NoAddress)?;
+    table.insert(key, address.clone());
+    let bytes = serde_json::to_vec_pretty(&table).unwrap_or_default();
+    crate::fetch::write_bytes_atomically(&path, &bytes)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .map_err(io("write", &path))?;
+    Ok(address)
+}
+
+/// The last `lines` lines of a log, for an error that says why a peer did not start.
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let Ok(mut file) = std::fs::File::open(log) else {
+        return String::new();
+    };
+    let length = file.metadata().map_or(0, |m| m.len());
+    let _ = file.seek(SeekFrom::Start(length.saturating_sub(16 * 1024)));
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Keeps a log under [`LOG_CAP_BYTES`]: the current content moves to `log.1` and the log starts
+/// over (writers append, so they continue at the new end).
+pub fn cap_log(log: &Path) {
+    if std::fs::metadata(log).is_ok_and(|m| m.len() > LOG_CAP_BYTES) {
+        let mut older = log.as_os_str().to_owned();
+        older.push(".1");
+        if std::fs::copy(log, &older).is_ok() {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open(log)
+                .and_then(|f| f.set_len(0));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_peer_of_each_project_keeps_its_own_address() {
+        let runtime = tempfile::tempdir().unwrap();
+        let a = address(runtime.path(), Path::new("/p/one"), "db").unwrap();
+        let b = address(runtime.path(), Path::new("/p/one"), "cache").unwrap();
+        let c = address(runtime.path(), Path::new("/p/two"), "db").unwrap();
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(b, c);
+        assert_eq!(
+            address(runtime.path(), Path::new("/p/one"), "db").unwrap(),
+            a
+        );
+        assert!(a.starts_with("127.77."), "{a}");
+        let parsed: std::net::Ipv4Addr = a.parse().unwrap();
+        assert!(parsed.is_loopback());
+    }
+
+    #[test]
+    fn a_dead_supervisor_means_exited_never_running() {
+        let me = std::process::id();
+        let mut state = PeerState {
+            peer: "db".into(),
+            project: "/p".into(),
+            image: "x:y".into(),
+            address: "127.77.0.2".into(),
+            ports: vec![5432],
+            supervisor: me,
+            supervisor_start: process_start(me).unwrap(),
+            started: now(),
+            ready: true,
+            exit: None,
+            failure: None,
+            restarts: 0,
+        };
+        assert_eq!(state.status(), Status::Running);
+        state.supervisor_start += 1;
+        assert_eq!(state.status(), Status::Exited(None), "a reused pid");
+        state.exit = Some(137);
+        assert_eq!(state.status(), Status::Exited(Some(137)));
+        assert_eq!(state.status().to_string(), "exited (137)");
+    }
+
+    #[test]
+    fn logs_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        std::fs::write(&log, vec![b'x'; (LOG_CAP_BYTES + 10) as usize]).unwrap();
+        cap_log(&log);
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("log.1")).unwrap().len(),
+            LOG_CAP_BYTES + 10
+        );
+        std::fs::write(&log, "one\ntwo\nthree\n").unwrap();
+        assert_eq!(log_tail(&log, 2), "two\nthree");
+    }
+}
