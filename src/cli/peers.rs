@@ -300,7 +300,9 @@ pub fn supervise(
         spec: &peer.spec,
         layers: image.layers.iter().map(|l| store.tree(&l.key)).collect(),
         invoker: &entered.invoker,
-        root: false,
+        // A service starts as root and drops to its own user (postgres, redis), as in a
+        // container; the invoking user owns nothing of it.
+        root: true,
         command: vec!["/bin/sh".into(), "-c".into(), service],
         terminal: false,
         host_environment: std::env::vars().collect(),

@@ -11,6 +11,10 @@
 //! - `docs`: the generated command reference and the book's links.
 //! - `gc`: `env gc` on an empty store, and after a rebuild (root, network tier).
 //! - `export`: `env export` checked with skopeo and umoci (root, network tier).
+//! - `run`: `env run` and `env shell` as root: exit codes, signals, stdin, isolation, volumes,
+//!   read-only mounts, the throw-away root, a shell on a terminal (root, network tier).
+//! - `rootless`: an unprivileged user (made by root) builds the same image and owns what it
+//!   creates; without subordinate ids it is told how to get them (root, network tier).
 //! - `unavailable`: commands of later stages say so and exit 2.
 
 #![allow(
@@ -30,4 +34,6 @@ mod init;
 mod inspect;
 mod lock;
 mod passthrough;
+mod rootless;
+mod run;
 mod unavailable;

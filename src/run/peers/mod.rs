@@ -1,8 +1,8 @@
 //! Peers: a project's other environments (a database, a cache), each running its `service` in
 //! the background, each in a network namespace of its own, reached by name.
 //!
-//! Every peer of every project owns one loopback address on the host (`127.77.x.y`, recorded
-//! in `<runtime>/addresses.json`), so two peers may listen on the same port and two projects
+//! Every peer of every project owns one loopback address on the host (`127.U.x.y`, U from the
+//! user's uid, recorded in `<runtime>/addresses.json`), so two peers may listen on the same port and two projects
 //! never collide. A supervisor process per peer (envkit itself, detached) holds listening
 //! sockets on that address in the host's network namespace and forwards each connection into
 //! the peer's namespace, to `127.0.0.1:PORT` there (see [`forward`]). Every environment of the
@@ -189,8 +189,11 @@ pub fn address(runtime_dir: &Path, project: &Path, peer: &str) -> Result<String,
         return Ok(address.clone());
     }
     let taken: std::collections::HashSet<&String> = table.values().collect();
-    let address = (2u32..65_000)
-        .map(|n| format!("127.77.{}.{}", n / 250, n % 250 + 2))
+    // Each user has a runtime dir (and table) of their own: the second byte keeps two users'
+    // peers apart on the one loopback network.
+    let user_byte = 64 + crate::userns::invoker().uid % 128;
+    let address = (0u32..62_500)
+        .map(|n| format!("127.{user_byte}.{}.{}", n / 250, n % 250 + 2))
         .find(|a| !taken.contains(a))
         .ok_or(PeerError::NoAddress)?;
     table.insert(key, address.clone());
@@ -246,7 +249,7 @@ mod tests {
             address(runtime.path(), Path::new("/p/one"), "db").unwrap(),
             a
         );
-        assert!(a.starts_with("127.77."), "{a}");
+        assert!(a.starts_with("127."), "{a}");
         let parsed: std::net::Ipv4Addr = a.parse().unwrap();
         assert!(parsed.is_loopback());
     }
