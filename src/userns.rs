@@ -332,6 +332,10 @@ pub fn enter() -> Result<&'static Entered, UsernsError> {
     }
     nix::unistd::setresgid(root_group, root_group, root_group).map_err(UsernsError::Become)?;
     nix::unistd::setresuid(root, root, root).map_err(UsernsError::Become)?;
+    // Changing ids made this process non-dumpable, which would keep envkit out of its own
+    // sandboxes' `/proc/PID/ns` files (a private session's network, where peers are linked
+    // in); only processes with the same ids can open them again.
+    nix::sys::prctl::set_dumpable(true).map_err(UsernsError::Become)?;
     Ok(ENTERED.get_or_init(|| Entered { invoker, maps }))
 }
 

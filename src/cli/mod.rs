@@ -83,11 +83,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show a peer's output.
+    /// Show the peers' output (`-f` after `logs` means `--follow`, as in `tail -f`).
     Logs {
         /// The peer (all when omitted).
         peer: Option<String>,
-        /// Keep printing new output.
+        /// Keep printing new output until interrupted.
         #[arg(long)]
         follow: bool,
     },
@@ -143,6 +143,34 @@ pub fn subcommand_names() -> Vec<String> {
     names
 }
 
+/// `env logs -f` follows, as `docker logs -f` and `tail -f` do, although `-f FILE` names the
+/// env file everywhere else: after `logs`, a bare `-f` becomes `--follow` (the file can still
+/// be given as `--file FILE`, or as `-f FILE` before `logs`).
+fn follow_flag_of_logs(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut index = 1;
+    while index < argv.len() {
+        let token = argv[index].to_string_lossy();
+        if token == "-f" || token == "--file" {
+            index += 2;
+        } else if token.starts_with('-') {
+            index += 1;
+        } else {
+            break;
+        }
+    }
+    if argv.get(index).is_some_and(|token| token == "logs") {
+        for token in &mut argv[index + 1..] {
+            if token == "--" {
+                break;
+            }
+            if token == "-f" {
+                *token = "--follow".into();
+            }
+        }
+    }
+    argv
+}
+
 /// The program: passthrough to the system `env`, or envkit.
 pub fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -153,7 +181,7 @@ pub fn main() -> ExitCode {
         let error = crate::passthrough::exec_system_env(argv);
         return report::exec_failed(&error);
     }
-    let cli = Cli::parse_from(argv);
+    let cli = Cli::parse_from(follow_flag_of_logs(argv));
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => report::render(&failure),
@@ -247,6 +275,36 @@ fn load_spec(file: Option<&std::path::Path>) -> Result<crate::spec::Loaded, Fail
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn words(line: &str) -> Vec<std::ffi::OsString> {
+        line.split_whitespace().map(Into::into).collect()
+    }
+
+    #[test]
+    fn dash_f_after_logs_follows_and_names_the_file_elsewhere() {
+        assert_eq!(
+            follow_flag_of_logs(words("env logs -f db")),
+            words("env logs --follow db")
+        );
+        assert_eq!(
+            follow_flag_of_logs(words("env -f app.kdl logs db -f")),
+            words("env -f app.kdl logs db --follow")
+        );
+        assert_eq!(
+            follow_flag_of_logs(words("env -f logs.kdl check")),
+            words("env -f logs.kdl check")
+        );
+        assert_eq!(
+            follow_flag_of_logs(words("env run -f x -- logs -f")),
+            words("env run -f x -- logs -f")
+        );
+        let cli = Cli::parse_from(follow_flag_of_logs(words("env -f a.kdl logs -f db")));
+        assert_eq!(cli.file.as_deref(), Some(std::path::Path::new("a.kdl")));
+        assert!(matches!(
+            cli.command,
+            Command::Logs { follow: true, peer: Some(ref p) } if p == "db"
+        ));
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -71,6 +71,17 @@ pub fn peer_hosts(spec: &Spec) -> Result<Vec<(String, String)>, Failure> {
         .collect()
 }
 
+/// Every peer's address with its ports, from the `/etc/hosts` lines of [`peer_hosts`].
+pub fn peer_ports(spec: &Spec, hosts: &[(String, String)]) -> Vec<(String, Vec<u16>)> {
+    peers_in_order(spec)
+        .iter()
+        .filter_map(|peer| {
+            let (address, _) = hosts.iter().find(|(_, name)| *name == peer.name)?;
+            Some((address.clone(), peer.spec.ports.clone()))
+        })
+        .collect()
+}
+
 /// `env up`; also what `env shell` and `env run` do first. Returns the hosts lines.
 pub fn up(spec: &Spec, quiet: bool) -> Result<Vec<(String, String)>, Failure> {
     let hosts = peer_hosts(spec)?;
@@ -283,17 +294,9 @@ pub fn supervise(
     } else {
         format!("exec {service}")
     };
-    let others: Vec<(String, Vec<u16>)> = order
-        .iter()
-        .filter(|p| p.name != name)
-        .map(|p| {
-            let address = hosts
-                .iter()
-                .find(|(_, host)| host == &p.name)
-                .map(|(a, _)| a.clone())
-                .unwrap_or_default();
-            (address, p.spec.ports.clone())
-        })
+    let others: Vec<(String, Vec<u16>)> = peer_ports(spec, &hosts)
+        .into_iter()
+        .filter(|(other, _)| *other != address)
         .collect();
     let request = SessionRequest {
         name,
@@ -329,17 +332,7 @@ pub fn supervise(
             let target = SocketAddr::from(([127, 0, 0, 1], port));
             forward::serve(listener, target, Some(Arc::clone(&inside)));
         }
-        for (address, ports) in &others {
-            for port in ports {
-                let Ok(ip) = address.parse::<std::net::IpAddr>() else {
-                    continue;
-                };
-                let at = SocketAddr::new(ip, *port);
-                if let Ok(listener) = forward::listen_in(&inside, at) {
-                    forward::serve(listener, at, None);
-                }
-            }
-        }
+        forward::link_peers_into(&inside, &others);
         let probe_state = Arc::clone(&ready_state);
         let probe_dir = ready_dir.clone();
         let ready = ready.clone();

@@ -53,18 +53,9 @@ pub enum Failure {
     /// A session's program failed: envkit says nothing more and exits with its status.
     #[error("the command exited with status {0}")]
     Exited(u8),
-    #[error("`env {command}` is not available yet: {what} is not built in this version of envkit")]
-    Unavailable {
-        command: &'static str,
-        what: &'static str,
-    },
 }
 
 impl Failure {
-    pub fn unavailable(command: &'static str, what: &'static str) -> Self {
-        Failure::Unavailable { command, what }
-    }
-
     pub fn user(message: impl Into<String>, hint: Option<String>) -> Self {
         Failure::User {
             message: message.into(),
@@ -92,9 +83,7 @@ impl Failure {
                 crate::build::plan::PlanError::NoInputMatch { .. },
             )) => EXIT_USER_ERROR,
             Failure::Build(_) => EXIT_FAILURE,
-            Failure::Spec(_) | Failure::User { .. } | Failure::Unavailable { .. } => {
-                EXIT_USER_ERROR
-            }
+            Failure::Spec(_) | Failure::User { .. } => EXIT_USER_ERROR,
             Failure::Userns(crate::userns::UsernsError::NoRange { .. }) => EXIT_USER_ERROR,
             Failure::Run(crate::run::RunError::MissingMountSource { .. }) => EXIT_USER_ERROR,
             Failure::Userns(_) | Failure::Run(_) => EXIT_FAILURE,
@@ -120,10 +109,6 @@ impl Failure {
                 Some("the store was modified outside envkit; delete the store folder's layers-v1 entries named above and run `env build`".into())
             }
             Failure::Stale { .. } => Some("run `env lock` to update it, and commit the result".into()),
-            Failure::Unavailable { .. } => Some(
-                "peers are not built yet; `env shell` and `env run` work without them"
-                    .into(),
-            ),
         }
     }
 }

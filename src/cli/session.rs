@@ -55,7 +55,25 @@ pub fn enter(file: Option<&Path>, root: bool, command: Vec<String>) -> Result<()
         hosts,
         background: None,
     };
-    let outcome = match session::run(&request) {
+    // A private network is the session's own: the peers are linked into it as they are into
+    // each other's, before the program starts.
+    let linked = if spec.network == crate::spec::Network::Private {
+        super::peers::peer_ports(spec, &request.hosts)
+    } else {
+        Vec::new()
+    };
+    let mut link = |pid: i32| {
+        if linked.is_empty() {
+            return;
+        }
+        match crate::run::peers::forward::namespace_of(pid) {
+            Ok(inside) => crate::run::peers::forward::link_peers_into(&inside, &linked),
+            Err(error) => {
+                eprintln!("warning: the peers are not reachable in this session: {error}");
+            }
+        }
+    };
+    let outcome = match session::run_with(&request, &mut link) {
         Err(crate::run::RunError::Sandbox(SandboxError::NotRunnable(message))) => {
             return Err(Failure::NotRunnable(message));
         }

@@ -29,7 +29,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use std::ffi::c_void;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -465,15 +465,29 @@ pub fn run(spec: &SandboxSpec) -> Result<Exit, SandboxError> {
     run_with(spec, &mut |_| {})
 }
 
-/// Runs `spec`, calls `started` with the sandbox's init (its pid seen from here) once the
-/// program is running, and waits for it.
-pub fn run_with(spec: &SandboxSpec, started: &mut dyn FnMut(i32)) -> Result<Exit, SandboxError> {
+/// Runs `spec` and waits for it. `before_start` gets the sandbox's init (its pid seen from
+/// here) once the sandbox's namespaces are set up and before the program starts, which waits
+/// for it to return: there the caller can prepare what the program must find, such as
+/// forwarders listening in its network namespace. It is not called when the setup failed.
+pub fn run_with(
+    spec: &SandboxSpec,
+    before_start: &mut dyn FnMut(i32),
+) -> Result<Exit, SandboxError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(SandboxError::NotRoot);
     }
     let prepared = prepare(spec)?;
     let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| SandboxError::Start(e.into()))?;
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::Start(e.into()))
+    };
+    let ((at_gate_reader, at_gate_writer), (go_reader, go_writer)) = (pipe()?, pipe()?);
+    let gate = Gate {
+        at_gate: at_gate_writer.as_raw_fd(),
+        go: go_reader.as_raw_fd(),
+        parents_ends: [at_gate_reader.as_raw_fd(), go_writer.as_raw_fd()],
+    };
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS
@@ -500,7 +514,7 @@ pub fn run_with(spec: &SandboxSpec, started: &mut dyn FnMut(i32)) -> Result<Exit
             let _ = nix::unistd::dup2_stdout(file);
             let _ = nix::unistd::dup2_stderr(file);
         }
-        let Err((what, errno)) = child_main(&prepared, writer_fd);
+        let Err((what, errno)) = child_main(&prepared, writer_fd, &gate);
         report_failure(writer_fd, "", what, errno);
         127
     });
@@ -518,6 +532,20 @@ pub fn run_with(spec: &SandboxSpec, started: &mut dyn FnMut(i32)) -> Result<Exit
     let outcome = pid.and_then(|pid| {
         FORWARD_TO.store(pid.as_raw(), Ordering::SeqCst);
         drop(writer);
+        drop(at_gate_writer);
+        drop(go_reader);
+        let mut byte = [0u8; 1];
+        let at_gate = loop {
+            match nix::unistd::read(at_gate_reader.as_fd(), &mut byte) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                outcome => break outcome == Ok(1),
+            }
+        };
+        if at_gate {
+            before_start(pid.as_raw());
+        }
+        // Closing the last write end lets the program start.
+        drop(go_writer);
         let mut message = Vec::new();
         // EINTR (a forwarded signal) just means read on.
         let mut reader = std::fs::File::from(reader);
@@ -526,9 +554,6 @@ pub fn run_with(spec: &SandboxSpec, started: &mut dyn FnMut(i32)) -> Result<Exit
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 _ => break,
             }
-        }
-        if message.is_empty() {
-            started(pid.as_raw());
         }
         let status = loop {
             match waitpid(pid, None) {
@@ -574,11 +599,24 @@ fn report_failure(fd: std::os::fd::RawFd, marker: &str, what: &str, errno: nix::
 
 enum Never {}
 
+/// Where the sandbox's init waits before it starts the program (see [`run_with`]): it writes
+/// a byte to `at_gate`, then reads `go` until envkit closes the other end.
+struct Gate {
+    at_gate: std::os::fd::RawFd,
+    go: std::os::fd::RawFd,
+    /// envkit's ends, which the child must close so that `go` can reach end-of-file.
+    parents_ends: [std::os::fd::RawFd; 2],
+}
+
 /// The child's side, in order; returns only on failure, with what failed.
-fn child_main(
-    prepared: &Prepared,
+fn child_main<'a>(
+    prepared: &'a Prepared,
     report: std::os::fd::RawFd,
-) -> Result<Never, (&str, nix::errno::Errno)> {
+    gate: &Gate,
+) -> Result<Never, (&'a str, nix::errno::Errno)> {
+    for fd in gate.parents_ends {
+        let _ = nix::unistd::close(fd);
+    }
     // If envkit dies (Ctrl-C, kill -9), the sandbox dies with it instead of running on as an
     // orphan; as pid 1 it takes its whole namespace along.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
@@ -641,6 +679,7 @@ fn child_main(
     // must not be pid 1: this process stays as init and forwards.
     FORWARD_KERNEL_SIGNALS.store(false, Ordering::SeqCst);
     install_forwarding().map_err(|e| ("catch signals", e))?;
+    wait_at_gate(gate).map_err(|e| ("wait for envkit", e))?;
     // SAFETY: this process has one thread; the child only makes system calls and execs.
     #[allow(unsafe_code)]
     match unsafe { nix::unistd::fork() }.map_err(|e| ("start the program", e))? {
@@ -752,6 +791,30 @@ fn program_main(prepared: &Prepared) -> Result<Never, (&str, nix::errno::Errno)>
 
 /// `ip link set lo up`, without allocating: a service in its own network namespace listens
 /// on loopback, where envkit's forwarder reaches it.
+/// Tells envkit the namespaces are ready and waits until it lets the program start.
+fn wait_at_gate(gate: &Gate) -> Result<(), nix::errno::Errno> {
+    // SAFETY: both descriptors are this process's own, open until closed here.
+    #[allow(unsafe_code)]
+    let (at_gate, go) = unsafe {
+        (
+            std::os::fd::BorrowedFd::borrow_raw(gate.at_gate),
+            std::os::fd::BorrowedFd::borrow_raw(gate.go),
+        )
+    };
+    nix::unistd::write(at_gate, b"g")?;
+    let _ = nix::unistd::close(gate.at_gate);
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(go, &mut byte) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(errno) => return Err(errno),
+            Ok(_) => break,
+        }
+    }
+    let _ = nix::unistd::close(gate.go);
+    Ok(())
+}
+
 fn loopback_up() -> Result<(), nix::errno::Errno> {
     // SAFETY: plain socket and ioctl calls on a zeroed ifreq naming "lo".
     #[allow(unsafe_code)]

@@ -12,10 +12,7 @@ fn command_reference() -> String {
          <!-- Generated from the CLI definition by tests/it/docs.rs; do not edit by hand. -->\n\n\
          `env` with one of these subcommands is envkit; with anything else it runs the system \
          `env`. `-f FILE` works with every subcommand. Exit codes: 0 success, 1 an operation \
-         failed, 2 invalid input or a command not available yet; `env run` exits with the \
-         command's own status.\n\n\
-         Available now: everything but the peer commands `up`, `down`, `ps` and `logs`, which answer \"not \
-         available yet\" until peers are built.\n",
+         failed, 2 invalid input; `env run` exits with the command's own status.\n",
     );
     let mut command = Cli::command();
     // Building propagates global options and full usage lines (`env init`) to subcommands.

@@ -15,7 +15,9 @@
 //!   read-only mounts, the throw-away root, a shell on a terminal (root, network tier).
 //! - `rootless`: an unprivileged user (made by root) builds the same image and owns what it
 //!   creates; without subordinate ids it is told how to get them (root, network tier).
-//! - `unavailable`: commands of later stages say so and exit 2.
+//! - `cli`: help, version and completions.
+//! - `peers`: `env up`, `down`, `ps` and `logs` with real PostgreSQL and with two peers on one
+//!   port, as root and as an unprivileged user (root, network tier).
 
 #![allow(
     clippy::unwrap_used,
@@ -26,6 +28,7 @@ mod common;
 
 mod build;
 mod check;
+mod cli;
 mod docs;
 mod envs;
 mod export;
@@ -34,6 +37,6 @@ mod init;
 mod inspect;
 mod lock;
 mod passthrough;
+mod peers;
 mod rootless;
 mod run;
-mod unavailable;

@@ -19,7 +19,7 @@ use crate::common::{Outcome, env_binary, must_work, run};
 use crate::run::{IMAGE_ENV, can_enter, shared_cache, shared_image};
 
 /// A user with a subordinate range.
-const WITH_RANGE: &str = "envkit-rootless";
+pub const WITH_RANGE: &str = "envkit-rootless";
 /// A user whose subordinate ranges are removed.
 const WITHOUT_RANGE: &str = "envkit-norange";
 
@@ -27,7 +27,7 @@ const WITHOUT_RANGE: &str = "envkit-norange";
 static SUBORDINATE_FILES: Mutex<()> = Mutex::new(());
 
 /// Root, useradd, newuidmap and the mirror (for root's build), or a printed reason to skip.
-fn can_test(what: &str) -> bool {
+pub fn can_test(what: &str) -> bool {
     if !can_enter(what) {
         return false;
     }
@@ -48,16 +48,16 @@ fn can_test(what: &str) -> bool {
 }
 
 /// A user made for these tests.
-struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-    home: PathBuf,
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
 }
 
 /// Makes `name` with `useradd -m` unless it exists; gives it exactly one subordinate uid and
 /// gid range, or none.
-fn ensure_user(name: &str, with_range: bool) -> TestUser {
+pub fn ensure_user(name: &str, with_range: bool) -> TestUser {
     let _guard = SUBORDINATE_FILES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -123,12 +123,12 @@ fn range_of(user: &TestUser, file: &str) -> IdRange {
 
 /// A folder tree owned by the user: cache (with the shared `.deb`s of `lock`), store, data,
 /// runtime and a project with env.kdl and env.lock.
-struct UserFolders {
+pub struct UserFolders {
     root: tempfile::TempDir,
 }
 
 impl UserFolders {
-    fn new(user: &TestUser, env: &str, lock: &str) -> UserFolders {
+    pub fn new(user: &TestUser, env: &str, lock: &str) -> UserFolders {
         let root = tempfile::tempdir().unwrap();
         let folders = UserFolders { root };
         let debs = folders.cache().join("debs-v1");
@@ -160,28 +160,57 @@ impl UserFolders {
         folders
     }
 
-    fn cache(&self) -> PathBuf {
+    /// Writes a file in the project, owned by the user.
+    pub fn add_file(&self, user: &TestUser, relative: &str, contents: &str) {
+        let path = self.project().join(relative);
+        let parent = path.parent().unwrap();
+        std::fs::create_dir_all(parent).unwrap();
+        std::fs::write(&path, contents).unwrap();
+        for owned in [parent, path.as_path()] {
+            std::os::unix::fs::lchown(owned, Some(user.uid), Some(user.gid)).unwrap();
+        }
+    }
+
+    /// Copies the `.deb`s of another lock from the shared cache, owned by the user.
+    pub fn add_debs(&self, user: &TestUser, lock: &str) {
+        let debs = self.cache().join("debs-v1");
+        for entry in std::fs::read_dir(shared_cache().join("debs-v1")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let target = debs.join(&name);
+            if name
+                .strip_suffix(".deb")
+                .is_some_and(|sha| lock.contains(sha))
+                && !target.exists()
+            {
+                std::fs::copy(&path, &target).unwrap();
+                std::os::unix::fs::lchown(&target, Some(user.uid), Some(user.gid)).unwrap();
+            }
+        }
+    }
+
+    pub fn cache(&self) -> PathBuf {
         self.root.path().join("cache")
     }
-    fn store(&self) -> PathBuf {
+    pub fn store(&self) -> PathBuf {
         self.root.path().join("store")
     }
-    fn data(&self) -> PathBuf {
+    pub fn data(&self) -> PathBuf {
         self.root.path().join("data")
     }
-    fn runtime(&self) -> PathBuf {
+    pub fn runtime(&self) -> PathBuf {
         self.root.path().join("run")
     }
-    fn project(&self) -> PathBuf {
+    pub fn project(&self) -> PathBuf {
         self.root.path().join("project")
     }
 
     /// `env ARGS...` as the user, in the project, with a clean environment.
-    fn env_as(&self, user: &TestUser, args: &[&str]) -> Outcome {
+    pub fn env_as(&self, user: &TestUser, args: &[&str]) -> Outcome {
         run(&mut self.command_as(user, args))
     }
 
-    fn command_as(&self, user: &TestUser, args: &[&str]) -> Command {
+    pub fn command_as(&self, user: &TestUser, args: &[&str]) -> Command {
         let mut command = Command::new(env_binary());
         command
             .args(args)

@@ -56,6 +56,24 @@ pub fn serve(listener: TcpListener, target: SocketAddr, connect_from: Option<Arc
     });
 }
 
+/// Makes each peer answer at its address inside the network namespace `inside` (a peer's or
+/// a private session's), forwarding to the same address in this process's namespace, where
+/// the peer's supervisor listens. A port that cannot be bound is skipped: the program inside
+/// then sees a refused connection, as it would for a peer that is down.
+pub fn link_peers_into(inside: &Arc<OwnedFd>, peers: &[(String, Vec<u16>)]) {
+    for (address, ports) in peers {
+        let Ok(ip) = address.parse::<std::net::IpAddr>() else {
+            continue;
+        };
+        for port in ports {
+            let at = SocketAddr::new(ip, *port);
+            if let Ok(listener) = listen_in(inside, at) {
+                serve(listener, at, None);
+            }
+        }
+    }
+}
+
 /// Copies both ways until each side has finished sending.
 fn splice(client: TcpStream, server: TcpStream) {
     let (Ok(client_reader), Ok(server_reader)) = (client.try_clone(), server.try_clone()) else {

@@ -1,23 +1,6 @@
-//! Commands of stages not built yet must say so, never pretend to work.
+//! The command line itself: help, version and shell completions.
 
 use crate::common::{envkit, run};
-
-#[test]
-fn later_stage_commands_exit_2_with_a_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let cases: &[&[&str]] = &[&["up"], &["down"], &["ps"], &["logs"]];
-    for args in cases {
-        let outcome = run(&mut envkit(dir.path(), args));
-        assert_eq!(outcome.code, Some(2), "{args:?}: {}", outcome.transcript());
-        let expected = format!("error: `env {}` is not available yet", args[0]);
-        assert!(
-            outcome.stderr.starts_with(&expected),
-            "{args:?}: {}",
-            outcome.stderr
-        );
-        assert!(outcome.stdout.is_empty());
-    }
-}
 
 #[test]
 fn completions_are_generated() {
