@@ -57,7 +57,7 @@ pub fn build_base(
     source_date_epoch: u64,
     log: &Path,
 ) -> Result<(), BaseError> {
-    skeleton(tree)?;
+    skeleton(tree, &lock.architecture)?;
     let mut base: Vec<&LockedPackage> = lock.layer(Layer::Base).collect();
     base.sort_by(|a, b| (a.batch, &a.name).cmp(&(b.batch, &b.name)));
     let essential: Vec<&LockedPackage> = base.iter().copied().filter(|p| p.essential).collect();
@@ -189,7 +189,9 @@ pub fn build_environment(source_date_epoch: u64) -> Vec<(String, String)> {
     .collect()
 }
 
-fn skeleton(tree: &Path) -> Result<(), BaseError> {
+/// What dpkg needs before the first package: merged `/usr`, its database folders, and its
+/// native architecture, the lock's (dpkg refuses packages of another).
+fn skeleton(tree: &Path, architecture: &str) -> Result<(), BaseError> {
     for link in ["bin", "sbin", "lib", "lib64"] {
         let target = tree.join("usr").join(link);
         std::fs::create_dir_all(&target).map_err(io(&target))?;
@@ -220,9 +222,10 @@ fn skeleton(tree: &Path) -> Result<(), BaseError> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tree.join("tmp");
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).map_err(io(&tmp))?;
+    let architecture = format!("{architecture}\n");
     for (file, content) in [
         ("var/lib/dpkg/status", ""),
-        ("var/lib/dpkg/arch", "amd64\n"),
+        ("var/lib/dpkg/arch", architecture.as_str()),
         ("etc/fstab", "# UNCONFIGURED FSTAB FOR BASE SYSTEM\n"),
     ] {
         let path = tree.join(file);

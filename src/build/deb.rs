@@ -22,9 +22,9 @@
 //!   (`./evil -> /elsewhere`, then `./evil/payload`) is refused.
 //! - A directory entry that meets a symlink to a folder keeps the symlink and changes nothing,
 //!   which is `--keep-directory-symlink` and what keeps merged `/usr` intact.
-//! - Entry names with a `..` component are refused (dpkg-deb never writes one, and GNU tar
-//!   skips them too). A leading `/` is dropped, as dpkg and GNU tar both do: the name is
-//!   resolved inside the root either way, so this cannot reach the host.
+//! - Entry names (and hard link targets) that are absolute or have a `..` component are
+//!   refused: dpkg-deb writes every name as `./path`, so either means the archive was not made
+//!   by it, and a name that would leave the root is an attack, not a package.
 //! - Device nodes and fifos are refused: Debian binary packages do not ship them (`makedev`
 //!   and friends create them in maintainer scripts), so one in a data archive means the file
 //!   is not what it claims to be.
@@ -590,9 +590,12 @@ fn compression(
     }
 }
 
-/// The components of an archive path, without `.`, empty components or a leading `/`; an
-/// empty list is the root itself.
+/// The components of an archive path, without `.` or empty components; an empty list is the
+/// root itself. Absolute names and `..` are refused.
 fn components(path: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+    if path.first() == Some(&b'/') {
+        return Err("is absolute");
+    }
     let mut parts = Vec::new();
     for part in path.split(|byte| *byte == b'/') {
         match part {
@@ -1830,14 +1833,11 @@ mod tests {
     }
 
     #[test]
-    fn drops_a_leading_slash_and_follows_absolute_links_inside_the_root() {
+    fn refuses_absolute_names_and_follows_absolute_links_inside_the_root() {
         let dir = tempdir();
         let root = dir.path().join("root");
         std::fs::create_dir_all(root.join("inside")).unwrap();
-        let name = format!("envkit-deb-test-abs-{}", std::process::id());
         let data = Tar::new()
-            .file(&format!("/etc/{name}"), 0o644, b"absolute")
-            .hard_link("./etc/copy", &format!("/etc/{name}"))
             .symlink("./link", "/inside")
             .file("./link/payload", 0o644, b"payload")
             .finish();
@@ -1845,16 +1845,28 @@ mod tests {
             .extract_data(&root, &ExtractOptions::default())
             .unwrap();
         assert_eq!(
-            std::fs::read(root.join("etc").join(&name)).unwrap(),
-            b"absolute"
-        );
-        assert_eq!(std::fs::read(root.join("etc/copy")).unwrap(), b"absolute");
-        assert!(!Path::new("/etc").join(&name).exists());
-        assert_eq!(
             std::fs::read(root.join("inside/payload")).unwrap(),
             b"payload"
         );
         assert!(!Path::new("/inside/payload").exists());
+
+        let name = format!("envkit-deb-test-abs-{}", std::process::id());
+        let error = refused(|tar, _| {
+            tar.file(&format!("/etc/{name}"), 0o644, b"absolute");
+        });
+        assert_eq!(
+            error,
+            format!("refusing entry `/etc/{name}` of package `evil-pkg`: its path is absolute")
+        );
+        let error = refused(|tar, _| {
+            tar.file("./etc/real", 0o644, b"x")
+                .hard_link("./etc/copy", "/etc/real");
+        });
+        assert!(
+            error.contains("its hard link target `/etc/real` is absolute"),
+            "{error}"
+        );
+        assert!(!Path::new("/etc").join(&name).exists());
     }
 
     /// Extracts an archive built by `build` into a fresh root beside a folder `outside` that

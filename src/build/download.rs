@@ -77,9 +77,20 @@ pub fn download_all(
     cache_dir: &Path,
     fetcher: &Fetcher,
 ) -> Result<DownloadSummary, DownloadError> {
+    let packages: Vec<&LockedPackage> = lock.packages.iter().collect();
+    download(&packages, mirrors, cache_dir, fetcher)
+}
+
+/// Makes sure each of `packages` is in the cache, verified; stops at the first failure.
+pub fn download(
+    packages: &[&LockedPackage],
+    mirrors: &Mirrors,
+    cache_dir: &Path,
+    fetcher: &Fetcher,
+) -> Result<DownloadSummary, DownloadError> {
     let mut summary = DownloadSummary::default();
     let mut missing: VecDeque<&LockedPackage> = VecDeque::new();
-    for package in &lock.packages {
+    for &package in packages {
         if deb_path(cache_dir, &package.sha256).is_file() {
             summary.cached += 1;
         } else {

@@ -14,11 +14,11 @@ use serde_json::json;
 
 use crate::fetch::Fetcher;
 use crate::mirror::Mirrors;
-use crate::solve::lockfile::Lock;
+use crate::solve::lockfile::{Layer, Lock, LockedPackage};
 use crate::spec::SetupStep;
 
 use super::base::{BaseError, build_base, source_date_epoch};
-use super::download::{DownloadError, download_all};
+use super::download::{DownloadError, download};
 use super::layer_tar::{LayerTarError, TarOptions, layer_digest};
 use super::layers::{OverlayScratch, build_packages, build_setup};
 use super::plan::{BuildPlan, LayerKind, PlanError, plan};
@@ -90,7 +90,13 @@ pub enum Event<'a> {
 
 /// The plan for these inputs (for `--dry-run`, and the first step of [`build`]).
 pub fn build_plan(inputs: &BuildInputs<'_>, store: &Store) -> Result<BuildPlan, BuildError> {
-    Ok(plan(inputs.lock, inputs.setup, inputs.project_dir, store)?)
+    Ok(plan(
+        inputs.lock,
+        inputs.setup,
+        inputs.project_dir,
+        inputs.project_at,
+        store,
+    )?)
 }
 
 /// Builds what the store lacks and records the image.
@@ -101,13 +107,20 @@ pub fn build(
 ) -> Result<Image, BuildError> {
     let plan = build_plan(inputs, store)?;
     let epoch = source_date_epoch(inputs.lock);
-    if !plan.is_complete() {
-        download_all(
-            inputs.lock,
-            inputs.mirrors,
-            inputs.cache_dir,
-            &Fetcher::new(),
-        )?;
+    // Only the `.deb`s of the package layers to build: a changed setup step needs none.
+    let needed: Vec<&LockedPackage> = plan
+        .layers
+        .iter()
+        .filter(|layer| !layer.cached)
+        .filter_map(|layer| match layer.kind {
+            LayerKind::Base => Some(Layer::Base),
+            LayerKind::Packages => Some(Layer::Packages),
+            LayerKind::Setup(_) => None,
+        })
+        .flat_map(|layer| inputs.lock.layer(layer))
+        .collect();
+    if !needed.is_empty() {
+        download(&needed, inputs.mirrors, inputs.cache_dir, &Fetcher::new())?;
     }
     let mut lowers: Vec<PathBuf> = Vec::new();
     let mut layers = Vec::new();

@@ -86,11 +86,13 @@ pub enum PlanError {
     Store(#[from] StoreError),
 }
 
-/// The plan for `lock` plus `setup` steps (inputs relative to `project_dir`), against `store`.
+/// The plan for `lock` plus `setup` steps (inputs relative to `project_dir`, which the steps
+/// see at `project_at` and start in), against `store`.
 pub fn plan(
     lock: &Lock,
     setup: &[SetupStep],
     project_dir: &Path,
+    project_at: &str,
     store: &Store,
 ) -> Result<BuildPlan, PlanError> {
     let mut layers = Vec::new();
@@ -121,6 +123,9 @@ pub fn plan(
         let kind = LayerKind::Setup(index);
         let mut hasher = keyed(parent.as_deref(), &kind);
         hasher.update(step.command.as_bytes());
+        // Where the step runs can change what it does (`pip install .`, relative paths).
+        hasher.update(b"\0");
+        hasher.update(project_at.as_bytes());
         for (relative, digest) in input_digests(index, step, project_dir)? {
             hasher.update(b"\0");
             hasher.update(relative.as_bytes());
@@ -259,7 +264,14 @@ mod tests {
         }];
         let mut packages = base();
         packages.push(package("python3", "3.11", Layer::Packages));
-        let first = plan(&lock(packages.clone()), &setup, project.path(), &store).unwrap();
+        let first = plan(
+            &lock(packages.clone()),
+            &setup,
+            project.path(),
+            "/work",
+            &store,
+        )
+        .unwrap();
         assert_eq!(
             first
                 .layers
@@ -271,7 +283,7 @@ mod tests {
         assert!(!first.is_complete());
 
         packages.push(package("git", "2.39", Layer::Packages));
-        let second = plan(&lock(packages), &setup, project.path(), &store).unwrap();
+        let second = plan(&lock(packages), &setup, project.path(), "/work", &store).unwrap();
         assert_eq!(first.layers[0].key, second.layers[0].key, "base shared");
         assert_ne!(first.layers[1].key, second.layers[1].key);
         assert_ne!(
@@ -295,18 +307,24 @@ mod tests {
             command: "make".into(),
             inputs: vec!["src/*.py".into()],
         }];
-        let before = plan(&lock(base()), &setup, project.path(), &store).unwrap();
+        let before = plan(&lock(base()), &setup, project.path(), "/work", &store).unwrap();
         assert_eq!(before.layers.len(), 2, "no packages layer without packages");
         std::fs::write(project.path().join("src/a.py"), "2").unwrap();
-        let after = plan(&lock(base()), &setup, project.path(), &store).unwrap();
+        let after = plan(&lock(base()), &setup, project.path(), "/work", &store).unwrap();
         assert_eq!(before.layers[0].key, after.layers[0].key);
         assert_ne!(before.layers[1].key, after.layers[1].key);
+        let elsewhere = plan(&lock(base()), &setup, project.path(), "/src", &store).unwrap();
+        assert_eq!(after.layers[0].key, elsewhere.layers[0].key);
+        assert_ne!(
+            after.layers[1].key, elsewhere.layers[1].key,
+            "where the step runs keys it too"
+        );
 
         let missing = vec![SetupStep {
             command: "make".into(),
             inputs: vec!["Makefile".into()],
         }];
-        let error = plan(&lock(base()), &missing, project.path(), &store).unwrap_err();
+        let error = plan(&lock(base()), &missing, project.path(), "/work", &store).unwrap_err();
         assert!(
             error
                 .to_string()
@@ -320,7 +338,7 @@ mod tests {
         let store_dir = tempfile::tempdir().unwrap();
         let store = Store::new(store_dir.path());
         let project = tempfile::tempdir().unwrap();
-        let first = plan(&lock(base()), &[], project.path(), &store).unwrap();
+        let first = plan(&lock(base()), &[], project.path(), "/work", &store).unwrap();
         let build = store.begin(&first.layers[0].key).unwrap().unwrap();
         let record = super::super::store::LayerRecord {
             key: first.layers[0].key.clone(),
@@ -331,7 +349,7 @@ mod tests {
         };
         build.publish(&record).unwrap();
         assert!(
-            plan(&lock(base()), &[], project.path(), &store)
+            plan(&lock(base()), &[], project.path(), "/work", &store)
                 .unwrap()
                 .is_complete()
         );

@@ -1,6 +1,7 @@
-//! The way from a project straight to its image, for `env run` and `env shell`: when env.kdl,
-//! env.lock and the setup steps' input files are as they were when the image was last found,
-//! the image is the same, and finding it again (parsing the lock, hashing the plan) is skipped.
+//! The way from a project straight to its image, for `env run`, `env shell` and a no-op
+//! `env build`: when env.kdl, env.lock and the setup steps' input files are as they were when
+//! the image was last found, the image is the same, and finding it again (parsing the lock,
+//! hashing the plan) is skipped.
 //!
 //! Kept in `<store>/shortcuts-v1/<blake3(env file path)>.json`: blake3 of the env file and of
 //! the lock, each setup input's size and modification time, and the image's name. Anything

@@ -14,6 +14,7 @@ use crate::build::image::{
     BuildError, BuildInputs, Event, Image, build, build_plan, find_image, image_name,
 };
 use crate::build::roots;
+use crate::build::shortcut;
 use crate::build::store::Store;
 use crate::mirror::Mirrors;
 use crate::solve::lockfile::Lock;
@@ -30,10 +31,18 @@ pub struct BuildArgs {
 pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
     let loaded = load_spec(file)?;
     let spec = &loaded.spec;
+    let store = Store::default_location();
+    let lock_file = lock_path(&spec.origin.file);
+    // Nothing changed since the image was built: say so without reading the lock again.
+    if !args.dry_run
+        && let Some(image) = shortcut::lookup(&store, spec, &lock_file)
+    {
+        report(&image);
+        return Ok(());
+    }
     let lock = super::lock::current_lock(spec)?;
     let context = ImageContext::new(spec)?;
     let inputs = context.inputs(spec, &lock);
-    let store = Store::default_location();
     if args.dry_run {
         let plan = build_plan(&inputs, &store)?;
         for layer in &plan.layers {
@@ -48,7 +57,14 @@ pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
         }
         return Ok(());
     }
-    let image = build_and_record(&lock_path(&spec.origin.file), &inputs, &store)?;
+    let image = build_and_record(&lock_file, &inputs, &store)?;
+    shortcut::remember(&store, spec, &lock_file, &image);
+    report(&image);
+    Ok(())
+}
+
+/// The image's name, id and layers, as `env build` ends.
+fn report(image: &Image) {
     eprintln!("image {}  id {}", image.name, image.id);
     for layer in &image.layers {
         eprintln!(
@@ -58,7 +74,6 @@ pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
             layer.diff_id
         );
     }
-    Ok(())
 }
 
 /// Builds what the store lacks (telling what it builds) and records the lock as a root of

@@ -65,7 +65,8 @@ pub fn peer_hosts(spec: &Spec) -> Result<Vec<(String, String)>, Failure> {
     peers_in_order(spec)
         .iter()
         .map(|peer| {
-            let address = peers::address(&runtime, &project, &peer.name).map_err(peer_failure)?;
+            let address = peers::address(&runtime, &project, &peer.name, &peer.spec.ports)
+                .map_err(peer_failure)?;
             Ok((address, peer.name.clone()))
         })
         .collect()
@@ -243,7 +244,8 @@ pub fn supervise(
     let project = project_of(spec);
     let dir = peers::peer_dir(&runtime, &project, name);
     let hosts = peer_hosts(spec)?;
-    let address = peers::address(&runtime, &project, name).map_err(peer_failure)?;
+    let address =
+        peers::address(&runtime, &project, name, &peer.spec.ports).map_err(peer_failure)?;
     let me = std::process::id();
     let state = Arc::new(Mutex::new(PeerState {
         peer: name.to_string(),

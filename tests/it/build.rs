@@ -10,7 +10,7 @@ fn shared_cache() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("envkit-shared-cache")
 }
 
-/// Whether this test can build: it needs root (rootless builds are not built yet) and the
+/// Whether this test can build: it needs root (`rootless.rs` builds as a user) and the
 /// mirror; it skips saying why, unless ENVKIT_MUST_WORK=1.
 fn can_build(what: &str) -> bool {
     if !nix::unistd::geteuid().is_root() {
@@ -43,6 +43,57 @@ fn diff_ids(project: &Path, store: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Every entry of a layer's tree: its path, type, mode, owner, and content (a file's blake3,
+/// a link's target). Times are left out: the layer tar clamps them, the tree keeps the build's.
+fn tree_listing(tree: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut listing: Vec<String> = walkdir::WalkDir::new(tree)
+        .into_iter()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let metadata = entry.path().symlink_metadata().unwrap();
+            let kind = metadata.file_type();
+            let content = if kind.is_symlink() {
+                std::fs::read_link(entry.path())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            } else if kind.is_file() {
+                blake3::hash(&std::fs::read(entry.path()).unwrap())
+                    .to_hex()
+                    .to_string()
+            } else {
+                String::new()
+            };
+            format!(
+                "{} {:o} {}:{} {content}",
+                entry.path().strip_prefix(tree).unwrap().display(),
+                metadata.mode(),
+                metadata.uid(),
+                metadata.gid()
+            )
+        })
+        .collect();
+    listing.sort();
+    listing
+}
+
+/// Each layer's tree listing, by layer key.
+fn store_listing(project: &Path, store: &Path) -> Vec<(String, Vec<String>)> {
+    let outcome = build_in(project, store, &["inspect", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&outcome.stdout).unwrap();
+    json["image"]["layers"]
+        .as_array()
+        .expect("an image")
+        .iter()
+        .map(|layer| {
+            let key = layer["key"].as_str().unwrap().to_string();
+            let tree = store.join("layers-v1").join(&key).join("tree");
+            (key, tree_listing(&tree))
+        })
+        .collect()
+}
+
 #[test]
 fn bookworm_python_builds_the_same_in_two_empty_stores() {
     if !can_build("building a bookworm image") {
@@ -72,6 +123,26 @@ fn bookworm_python_builds_the_same_in_two_empty_stores() {
         diff_ids(project.path(), second.path()),
         "identical layers from two empty stores"
     );
+    let (first_trees, second_trees) = (
+        store_listing(project.path(), first.path()),
+        store_listing(project.path(), second.path()),
+    );
+    for ((key, one), (other_key, two)) in first_trees.iter().zip(&second_trees) {
+        assert_eq!(key, other_key);
+        assert!(one.len() > 100, "a real tree: {one:?}");
+        let differences: Vec<_> = one
+            .iter()
+            .zip(two)
+            .filter(|(a, b)| a != b)
+            .take(5)
+            .collect();
+        assert!(
+            one.len() == two.len() && differences.is_empty(),
+            "layer {key}: the trees differ ({} against {} entries): {differences:?}",
+            one.len(),
+            two.len()
+        );
+    }
 
     // The layers hold a configured Debian with python3.
     let layers = first.path().join("layers-v1");
@@ -98,8 +169,10 @@ fn bookworm_python_builds_the_same_in_two_empty_stores() {
 
     // Nothing changed: nothing to build.
     let plan = build_in(project.path(), first.path(), &["build", "--dry-run"]);
+    assert_eq!(plan.code, Some(0), "{}", plan.transcript());
+    let planned: Vec<&str> = plan.stderr.lines().collect();
     assert!(
-        plan.stderr.lines().all(|l| l.contains(" cached ")),
+        planned.len() == 2 && planned.iter().all(|l| l.contains(" cached ")),
         "{}",
         plan.stderr
     );

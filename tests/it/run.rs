@@ -296,7 +296,11 @@ fn signals_sent_to_envkit_reach_the_program() {
         return;
     }
     let project = Project::new("run-signals", "");
-    for (signal, name) in [(Signal::SIGTERM, "TERM"), (Signal::SIGINT, "INT")] {
+    for (signal, name) in [
+        (Signal::SIGTERM, "TERM"),
+        (Signal::SIGINT, "INT"),
+        (Signal::SIGHUP, "HUP"),
+    ] {
         let script = format!(
             "trap 'echo got-{name}; exit 42' {name}; echo ready; while :; do sleep 0.1; done"
         );
@@ -711,6 +715,28 @@ fn env_shell_is_an_interactive_shell_with_job_control() {
     session.exp_string("status=5").unwrap();
     session.exp_string(prompt).unwrap();
 
+    // Ctrl-Z stops the foreground job and gives the terminal back to the shell.
+    session.send_line("sleep 40").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    session.send_control('z').unwrap();
+    session.exp_regex(r"\[2\]\+ +Stopped +sleep 40").unwrap();
+    session.exp_string(prompt).unwrap();
+    session.send_line("jobs -s").unwrap();
+    session.exp_regex(r"\[2\]\+ +Stopped +sleep 40").unwrap();
+    session.exp_string(prompt).unwrap();
+    session.send_line("kill -9 %1 %2; wait").unwrap();
+    session.exp_string(prompt).unwrap();
+
+    // A resized window reaches the shell's terminal.
+    session.send_line("stty size").unwrap();
+    session.exp_string("24 100").unwrap();
+    session.exp_string(prompt).unwrap();
+    resize(&session, 33, 77);
+    std::thread::sleep(Duration::from_millis(300));
+    session.send_line("stty size").unwrap();
+    session.exp_string("33 77").unwrap();
+    session.exp_string(prompt).unwrap();
+
     session.send_line("exit 3").unwrap();
     session.exp_eof().unwrap();
     match session.process().wait().unwrap() {
@@ -719,5 +745,63 @@ fn env_shell_is_an_interactive_shell_with_job_control() {
         }
         other => panic!("envkit did not exit: {other:?}"),
     }
+    project.assert_no_session_left();
+}
+
+/// Resizes the terminal envkit runs on, as a terminal window does.
+fn resize(session: &rexpect::session::PtySession, rows: u16, cols: u16) {
+    use std::os::fd::AsRawFd;
+    let terminal = session.process().get_file_handle().unwrap();
+    let size = nix::libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which outlives the call.
+    #[allow(unsafe_code)]
+    let outcome = unsafe { nix::libc::ioctl(terminal.as_raw_fd(), nix::libc::TIOCSWINSZ, &size) };
+    assert_eq!(outcome, 0, "resize the terminal");
+}
+
+#[test]
+fn env_shell_runs_the_shell_env_kdl_names() {
+    if !can_enter("entering a bookworm image") {
+        return;
+    }
+    let project = Project::new("run-dash", "shell \"/bin/sh\"\n");
+    let mut command = project.command(&["shell"]);
+    command.env("TERM", "dumb");
+    let mut session = rexpect::session::spawn_command(command, Some(60_000)).unwrap();
+    // Shells other than bash get a prompt naming the env.
+    let prompt = "(run-dash) $ ";
+    session.exp_string(prompt).unwrap();
+    session
+        .send_line("readlink /proc/$$/exe; echo \"shell=$SHELL\"")
+        .unwrap();
+    session.exp_string("/usr/bin/dash").unwrap();
+    session.exp_string("shell=/bin/sh").unwrap();
+    session.exp_string(prompt).unwrap();
+    session.send_line("exit 4").unwrap();
+    session.exp_eof().unwrap();
+    match session.process().wait().unwrap() {
+        rexpect::process::WaitStatus::Exited(_, code) => assert_eq!(code, 4),
+        other => panic!("envkit did not exit: {other:?}"),
+    }
+    project.assert_no_session_left();
+}
+
+#[test]
+fn orphans_are_reaped_by_the_sessions_init() {
+    if !can_enter("entering a bookworm image") {
+        return;
+    }
+    let project = Project::new("run-orphans", "");
+    // The inner shell exits at once, leaving its background sleeps to the init; once they
+    // end, nothing in the session may be left a zombie.
+    let script = "sh -c 'sleep 0.2 & sleep 0.3 & exit 0'; sleep 1.5; zombies=0; \
+                  for stat in /proc/[0-9]*/stat; do read -r _ _ state _ < \"$stat\" || continue; \
+                  [ \"$state\" = Z ] && zombies=$((zombies + 1)); done; echo zombies=$zombies";
+    assert_eq!(project.sh_ok(script), "zombies=0\n");
     project.assert_no_session_left();
 }

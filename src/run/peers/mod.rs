@@ -161,8 +161,14 @@ pub fn process_alive(pid: u32, start: u64) -> bool {
 }
 
 /// The loopback address of `peer` in `project`, the same every time: chosen once, recorded in
-/// `<runtime>/addresses.json` under a lock.
-pub fn address(runtime_dir: &Path, project: &Path, peer: &str) -> Result<String, PeerError> {
+/// `<runtime>/addresses.json` under a lock. A new address is one where none of `ports` is taken
+/// (by another program, or by another runtime dir's peers).
+pub fn address(
+    runtime_dir: &Path,
+    project: &Path,
+    peer: &str,
+    ports: &[u16],
+) -> Result<String, PeerError> {
     std::fs::create_dir_all(runtime_dir).map_err(io("create", runtime_dir))?;
     let lock_path = runtime_dir.join("addresses.lock");
     let lock = std::fs::OpenOptions::new()
@@ -194,7 +200,7 @@ pub fn address(runtime_dir: &Path, project: &Path, peer: &str) -> Result<String,
     let user_byte = 64 + crate::userns::invoker().uid % 128;
     let address = (0u32..62_500)
         .map(|n| format!("127.{user_byte}.{}.{}", n / 250, n % 250 + 2))
-        .find(|a| !taken.contains(a))
+        .find(|a| !taken.contains(a) && ports_are_free(a, ports))
         .ok_or(PeerError::NoAddress)?;
     table.insert(key, address.clone());
     let bytes = serde_json::to_vec_pretty(&table).unwrap_or_default();
@@ -202,6 +208,17 @@ pub fn address(runtime_dir: &Path, project: &Path, peer: &str) -> Result<String,
         .map_err(|e| std::io::Error::other(e.to_string()))
         .map_err(io("write", &path))?;
     Ok(address)
+}
+
+/// Whether nothing listens on any of `ports` at `address` (a port that may not be bound for
+/// another reason, such as a privileged one, does not count as taken).
+fn ports_are_free(address: &str, ports: &[u16]) -> bool {
+    ports.iter().all(|port| {
+        !matches!(
+            std::net::TcpListener::bind((address, *port)),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse
+        )
+    })
 }
 
 /// The last `lines` lines of a log, for an error that says why a peer did not start.
@@ -239,19 +256,32 @@ mod tests {
     #[test]
     fn each_peer_of_each_project_keeps_its_own_address() {
         let runtime = tempfile::tempdir().unwrap();
-        let a = address(runtime.path(), Path::new("/p/one"), "db").unwrap();
-        let b = address(runtime.path(), Path::new("/p/one"), "cache").unwrap();
-        let c = address(runtime.path(), Path::new("/p/two"), "db").unwrap();
+        let a = address(runtime.path(), Path::new("/p/one"), "db", &[5432]).unwrap();
+        let b = address(runtime.path(), Path::new("/p/one"), "cache", &[]).unwrap();
+        let c = address(runtime.path(), Path::new("/p/two"), "db", &[5432]).unwrap();
         assert_ne!(a, b);
         assert_ne!(a, c);
         assert_ne!(b, c);
         assert_eq!(
-            address(runtime.path(), Path::new("/p/one"), "db").unwrap(),
+            address(runtime.path(), Path::new("/p/one"), "db", &[5432]).unwrap(),
             a
         );
         assert!(a.starts_with("127."), "{a}");
         let parsed: std::net::Ipv4Addr = a.parse().unwrap();
         assert!(parsed.is_loopback());
+    }
+
+    #[test]
+    fn a_new_address_skips_one_whose_port_is_taken() {
+        let elsewhere = tempfile::tempdir().unwrap();
+        let first = address(elsewhere.path(), Path::new("/p"), "web", &[]).unwrap();
+        let busy = std::net::TcpListener::bind((first.as_str(), 0)).unwrap();
+        let port = busy.local_addr().unwrap().port();
+        let runtime = tempfile::tempdir().unwrap();
+        let chosen = address(runtime.path(), Path::new("/p"), "web", &[port]).unwrap();
+        assert_ne!(chosen, first, "{first}:{port} is taken");
+        let unhindered = address(runtime.path(), Path::new("/q"), "web", &[]).unwrap();
+        assert_eq!(unhindered, first);
     }
 
     #[test]
