@@ -523,3 +523,107 @@ fn an_unprivileged_user_runs_the_same_peers() {
         "{addresses}"
     );
 }
+
+/// A peer that never answers: `env up` gives up after its timeout, showing the last lines of
+/// its output; `env logs -f` follows that output; `env ps` lists an open session too.
+#[test]
+fn a_peer_that_never_gets_ready_is_reported_and_sessions_are_listed() {
+    if !can_enter("a peer that never gets ready") {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let command = root_command(state.path());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("env.kdl"),
+        r#"name "slow"
+base "debian:bookworm"
+packages "python3"
+peer "mute" {
+    base "debian:bookworm"
+    packages "python3"
+    service "echo warming-up; echo still-warming; exec sleep 600"
+    port 9000
+    ready tcp=9000 timeout=3
+}
+"#,
+    )
+    .unwrap();
+    let lock = &shared_image().lock;
+    for name in ["env.lock", "env.mute.lock"] {
+        std::fs::write(dir.path().join(name), lock).unwrap();
+    }
+    let project = Project {
+        dir: dir.path().to_path_buf(),
+        command: &command,
+        runtime: root_runtime(),
+    };
+    let started = Instant::now();
+    let up = project.env(&["up"]);
+    assert_eq!(up.code, Some(2), "{}", up.transcript());
+    assert!(
+        up.stderr
+            .contains("peer `mute` did not become ready within 3 s"),
+        "{}",
+        up.stderr
+    );
+    assert!(
+        up.stderr.contains("warming-up\nstill-warming"),
+        "the last lines of its output: {}",
+        up.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(60), "it gave up");
+
+    // `env logs -f` prints what is there and keeps following.
+    let mut follow = command(&project.dir, &["logs", "-f", "mute"]);
+    let mut follower = follow.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(follower.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "warming-up\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        follower.try_wait().unwrap().is_none(),
+        "env logs -f keeps following"
+    );
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    let starting = project.peers();
+    assert_eq!(starting["mute"]["state"], "starting", "{starting:?}");
+    let down = project.env_ok(&["down"]);
+    assert!(down.stderr.contains("stopped mute"), "{}", down.stderr);
+
+    // An open session shows in `env ps` with its command, and is gone once it ends (without
+    // the peer, which `env run` would wait for).
+    std::fs::write(
+        dir.path().join("env.kdl"),
+        "name \"slow\"\nbase \"debian:bookworm\"\npackages \"python3\"\n",
+    )
+    .unwrap();
+    let mut session = command(&project.dir, &["run", "--", "sleep", "30"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let listed = loop {
+        let listed = project.env_ok(&["ps", "--json"]);
+        let entries: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).unwrap();
+        if let Some(entry) = entries.into_iter().find(|e| e["kind"] == "session") {
+            break entry;
+        }
+        assert!(Instant::now() < deadline, "the session never showed");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(listed["command"], serde_json::json!(["sleep", "30"]));
+    assert!(listed["name"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(listed["started"].as_u64().is_some_and(|t| t > 0));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(session.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    session.wait().unwrap();
+    let after = project.env_ok(&["ps", "--json"]);
+    assert!(!after.stdout.contains("\"session\""), "{}", after.stdout);
+}
