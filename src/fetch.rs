@@ -499,6 +499,83 @@ mod tests {
         assert!(!partial_path(&again).exists() && !again.exists());
     }
 
+    /// A one-file HTTP server on loopback that answers `Range: bytes=N-` with 206 (or
+    /// ignores it, like some mirrors); returns its URL and the Range headers it was sent.
+    fn http_server(
+        content: Vec<u8>,
+        honour_ranges: bool,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/pool/pkg.deb", listener.local_addr().unwrap());
+        let ranges = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&ranges);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut from = 0usize;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(range) = line
+                        .strip_prefix("range: bytes=")
+                        .or(line.strip_prefix("Range: bytes="))
+                    {
+                        seen.lock().unwrap().push(range.trim().to_string());
+                        from = range.trim().trim_end_matches('-').parse().unwrap();
+                    }
+                }
+                let head = if honour_ranges && from > 0 {
+                    format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {from}-{}/{}\r\nConnection: close\r\n\r\n",
+                        content.len() - from,
+                        content.len() - 1,
+                        content.len()
+                    )
+                } else {
+                    from = 0;
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        content.len()
+                    )
+                };
+                stream.write_all(head.as_bytes()).unwrap();
+                stream.write_all(&content[from..]).unwrap();
+            }
+        });
+        (url, ranges)
+    }
+
+    #[test]
+    fn interrupted_http_downloads_continue_with_a_range_request() {
+        let content: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+        for honour_ranges in [true, false] {
+            let (url, ranges) = http_server(content.clone(), honour_ranges);
+            let dir = tempfile::tempdir().unwrap();
+            let destination = dir.path().join("abc.deb");
+            std::fs::write(partial_path(&destination), &content[..30_000]).unwrap();
+            let received = std::cell::Cell::new(0u64);
+            Fetcher::new()
+                .download_resumable(&url, &sha256_hex(&content), &destination, &|n| {
+                    received.set(received.get() + n)
+                })
+                .unwrap();
+            assert_eq!(std::fs::read(&destination).unwrap(), content);
+            assert_eq!(*ranges.lock().unwrap(), ["30000-"], "asked for the rest");
+            let expected = if honour_ranges { 70_000 } else { 100_000 };
+            assert_eq!(
+                received.get(),
+                expected,
+                "a server that ignores the range sends it all, and the file starts over"
+            );
+            assert!(!partial_path(&destination).exists());
+        }
+    }
+
     #[test]
     fn conditional_get_of_file_urls() {
         let dir = tempfile::tempdir().unwrap();

@@ -282,22 +282,17 @@ mod tests {
 
     #[test]
     fn dash_f_after_logs_follows_and_names_the_file_elsewhere() {
-        assert_eq!(
-            follow_flag_of_logs(words("env logs -f db")),
-            words("env logs --follow db")
-        );
-        assert_eq!(
-            follow_flag_of_logs(words("env -f app.kdl logs db -f")),
-            words("env -f app.kdl logs db --follow")
-        );
-        assert_eq!(
-            follow_flag_of_logs(words("env -f logs.kdl check")),
-            words("env -f logs.kdl check")
-        );
-        assert_eq!(
-            follow_flag_of_logs(words("env run -f x -- logs -f")),
-            words("env run -f x -- logs -f")
-        );
+        for (given, meant) in [
+            ("env logs -f db", "env logs --follow db"),
+            (
+                "env -f app.kdl logs db -f",
+                "env -f app.kdl logs db --follow",
+            ),
+            ("env -f logs.kdl check", "env -f logs.kdl check"),
+            ("env run -f x -- logs -f", "env run -f x -- logs -f"),
+        ] {
+            assert_eq!(follow_flag_of_logs(words(given)), words(meant), "{given}");
+        }
         let cli = Cli::parse_from(follow_flag_of_logs(words("env -f a.kdl logs -f db")));
         assert_eq!(cli.file.as_deref(), Some(std::path::Path::new("a.kdl")));
         assert!(matches!(

@@ -32,12 +32,18 @@ fn build_in(project: &Path, store: &Path, args: &[&str]) -> Outcome {
     run(&mut command)
 }
 
-fn diff_ids(project: &Path, store: &Path) -> Vec<String> {
+/// The image's layers as `env inspect --json` reports them.
+fn layers(project: &Path, store: &Path) -> Vec<serde_json::Value> {
     let outcome = build_in(project, store, &["inspect", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&outcome.stdout).unwrap();
     json["image"]["layers"]
         .as_array()
         .expect("an image")
+        .clone()
+}
+
+fn diff_ids(project: &Path, store: &Path) -> Vec<String> {
+    layers(project, store)
         .iter()
         .map(|l| l["diff_id"].as_str().unwrap().to_string())
         .collect()
@@ -80,11 +86,7 @@ fn tree_listing(tree: &Path) -> Vec<String> {
 
 /// Each layer's tree listing, by layer key.
 fn store_listing(project: &Path, store: &Path) -> Vec<(String, Vec<String>)> {
-    let outcome = build_in(project, store, &["inspect", "--json"]);
-    let json: serde_json::Value = serde_json::from_str(&outcome.stdout).unwrap();
-    json["image"]["layers"]
-        .as_array()
-        .expect("an image")
+    layers(project, store)
         .iter()
         .map(|layer| {
             let key = layer["key"].as_str().unwrap().to_string();

@@ -168,19 +168,25 @@ fn kill9(pid: u32) {
     .unwrap();
 }
 
+/// A project folder with the app's env.kdl and `envs/postgres.kdl` beside it.
+fn postgres_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("env.kdl"), APP_ENV).unwrap();
+    std::fs::copy(
+        repo_root().join("envs/postgres.kdl"),
+        dir.path().join("postgres.kdl"),
+    )
+    .unwrap();
+    dir
+}
+
 /// The lock texts of the PostgreSQL scenario (the app's, the peer's), made by root once; the
 /// peer's image is built into the shared store, so its `.deb`s are in the shared cache.
 fn postgres_locks() -> &'static (String, String) {
     static LOCKS: OnceLock<(String, String)> = OnceLock::new();
     LOCKS.get_or_init(|| {
-        let project = tempfile::tempdir().unwrap();
+        let project = postgres_project();
         let state = tempfile::tempdir().unwrap();
-        std::fs::write(project.path().join("env.kdl"), APP_ENV).unwrap();
-        std::fs::copy(
-            repo_root().join("envs/postgres.kdl"),
-            project.path().join("postgres.kdl"),
-        )
-        .unwrap();
         let command = root_command(state.path());
         for args in [&["build"][..], &["build", "-f", "postgres.kdl"][..]] {
             let outcome = run(&mut command(project.path(), args));
@@ -437,13 +443,7 @@ fn postgres_as_a_peer_keeps_its_rows_and_ps_tells_the_truth() {
     postgres_locks();
     let state = tempfile::tempdir().unwrap();
     let command = root_command(state.path());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("env.kdl"), APP_ENV).unwrap();
-    std::fs::copy(
-        repo_root().join("envs/postgres.kdl"),
-        dir.path().join("postgres.kdl"),
-    )
-    .unwrap();
+    let dir = postgres_project();
     let project = Project {
         dir: dir.path().to_path_buf(),
         command: &command,
@@ -525,7 +525,8 @@ fn an_unprivileged_user_runs_the_same_peers() {
 }
 
 /// A peer that never answers: `env up` gives up after its timeout, showing the last lines of
-/// its output; `env logs -f` follows that output; `env ps` lists an open session too.
+/// its output; `env logs -f` follows that output; `env down --volumes` asks on a terminal;
+/// `env ps` lists an open session too.
 #[test]
 fn a_peer_that_never_gets_ready_is_reported_and_sessions_are_listed() {
     if !can_enter("a peer that never gets ready") {
@@ -543,6 +544,7 @@ peer "mute" {
     base "debian:bookworm"
     packages "python3"
     service "echo warming-up; echo still-warming; exec sleep 600"
+    volume "data" at="/data"
     port 9000
     ready tcp=9000 timeout=3
 }
@@ -593,8 +595,28 @@ peer "mute" {
     follower.wait().unwrap();
     let starting = project.peers();
     assert_eq!(starting["mute"]["state"], "starting", "{starting:?}");
-    let down = project.env_ok(&["down"]);
+
+    // On a terminal, deleting volumes asks first; "no" deletes and stops nothing.
+    let mut asked = command(&project.dir, &["down", "--volumes"]);
+    asked.env("TERM", "dumb");
+    let mut terminal = rexpect::session::spawn_command(asked, Some(30_000)).unwrap();
+    terminal
+        .exp_string("Delete the volumes mute.data?")
+        .unwrap();
+    terminal.send_line("n").unwrap();
+    terminal.exp_string("nothing deleted").unwrap();
+    terminal.exp_eof().unwrap();
+    assert_eq!(project.peers()["mute"]["state"], "starting");
+    let volumes = project.env_ok(&["volume", "ls", "--json"]);
+    assert!(volumes.stdout.contains("mute.data"), "{}", volumes.stdout);
+
+    let down = project.env_ok(&["down", "--volumes", "--yes"]);
     assert!(down.stderr.contains("stopped mute"), "{}", down.stderr);
+    assert!(
+        down.stderr.contains("deleted volume mute.data"),
+        "{}",
+        down.stderr
+    );
 
     // An open session shows in `env ps` with its command, and is gone once it ends (without
     // the peer, which `env run` would wait for).
