@@ -89,6 +89,9 @@ pub fn up(spec: &Spec, quiet: bool) -> Result<Vec<(String, String)>, Failure> {
     let runtime = crate::paths::runtime_dir();
     let project = project_of(spec);
     let store = Store::default_location();
+    // Two commands starting the same project's peers (two `env run` in two terminals) take
+    // turns: the second finds them running instead of failing to bind their addresses.
+    let _starting = lock_project(&peers::project_dir(&runtime, &project))?;
     for peer in peers_in_order(spec) {
         let dir = peers::peer_dir(&runtime, &project, &peer.name);
         let previous = PeerState::read(&dir);
@@ -122,6 +125,21 @@ pub fn up(spec: &Spec, quiet: bool) -> Result<Vec<(String, String)>, Failure> {
         }
     }
     Ok(hosts)
+}
+
+/// Holds `<project peers dir>/up.lock` until dropped.
+fn lock_project(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Failure> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::io(format!("cannot create `{}`", dir.display()), e))?;
+    let path = dir.join("up.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Failure::io(format!("cannot open `{}`", path.display()), e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Failure::io(format!("cannot lock `{}`", path.display()), e.into()))
 }
 
 fn start_supervisor(

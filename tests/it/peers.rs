@@ -376,10 +376,23 @@ fn two_peer_project(dir: &Path, label: &str, lock: &str) {
 /// Two projects, each with two peers on port 8000, up at once: every name answers with its
 /// own project's peer, four addresses, and one project's `env down` leaves the other running.
 fn two_peers_scenario(first: &Project<'_>, second: &Project<'_>) {
-    for project in [first, second] {
-        let up = project.env_ok(&["up"]);
-        assert!(up.stderr.contains("two is ready"), "{}", up.stderr);
-    }
+    // Two commands bringing up the same project at once take turns: both succeed.
+    let racing = (first.command)(&first.dir, &["up"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let up = first.env_ok(&["up"]);
+    let raced = racing.wait_with_output().unwrap();
+    let raced_stderr = String::from_utf8_lossy(&raced.stderr);
+    assert!(raced.status.success(), "{raced_stderr}");
+    assert!(
+        format!("{}{raced_stderr}", up.stderr).contains("two is ready"),
+        "{}{raced_stderr}",
+        up.stderr
+    );
+    let up = second.env_ok(&["up"]);
+    assert!(up.stderr.contains("two is ready"), "{}", up.stderr);
     let label = |project: &Project<'_>| {
         project
             .dir
