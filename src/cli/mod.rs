@@ -207,7 +207,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             if loaded.spec.peers.is_empty() {
                 eprintln!("env.kdl names no peers: nothing to start");
             }
-            peers::up(&loaded.spec, false).map(|_| ())
+            peers::up(&loaded.spec).map(|_| ())
         }
         Command::Down { volumes, yes } => peers::down(file, volumes, yes),
         Command::Ps { json } => peers::ps(file, json),

@@ -83,8 +83,9 @@ pub fn peer_ports(spec: &Spec, hosts: &[(String, String)]) -> Vec<(String, Vec<u
         .collect()
 }
 
-/// `env up`; also what `env shell` and `env run` do first. Returns the hosts lines.
-pub fn up(spec: &Spec, quiet: bool) -> Result<Vec<(String, String)>, Failure> {
+/// `env up`; also what `env shell` and `env run` do first. Returns the hosts lines. Says
+/// which peers it starts (on stderr); peers already running pass silently.
+pub fn up(spec: &Spec) -> Result<Vec<(String, String)>, Failure> {
     let hosts = peer_hosts(spec)?;
     let runtime = crate::paths::runtime_dir();
     let project = project_of(spec);
@@ -115,14 +116,10 @@ pub fn up(spec: &Spec, quiet: bool) -> Result<Vec<(String, String)>, Failure> {
         let context = ImageContext::new(&peer.spec)?;
         let inputs = context.inputs(&peer.spec, &lock);
         let image = build_and_record(&lock_file, &inputs, &store)?;
-        if !quiet {
-            eprintln!("starting {} ({})", peer.name, image.name);
-        }
+        eprintln!("starting {} ({})", peer.name, image.name);
         start_supervisor(spec, peer, &image.name, &dir, restarts)?;
         wait_ready(peer, &dir)?;
-        if !quiet {
-            eprintln!("{} is ready", peer.name);
-        }
+        eprintln!("{} is ready", peer.name);
     }
     Ok(hosts)
 }

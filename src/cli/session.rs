@@ -32,7 +32,7 @@ pub fn enter(file: Option<&Path>, root: bool, command: Vec<String>) -> Result<()
     let hosts = if spec.peers.is_empty() {
         Vec::new()
     } else {
-        super::peers::up(spec, true)?
+        super::peers::up(spec)?
     };
     let name = super::build::image_repository(spec);
     let shell = command.is_empty();
