@@ -99,7 +99,7 @@ pub fn up(spec: &Spec) -> Result<Vec<(String, String)>, Failure> {
         let restarts = match previous.as_ref().map(|s| (s.status(), s.restarts)) {
             Some((Status::Running, _)) => continue,
             Some((Status::Starting, _)) => {
-                wait_ready(peer, &dir)?;
+                wait_ready(peer, &dir, None)?;
                 continue;
             }
             Some((Status::Exited(_), restarts)) => restarts + 1,
@@ -117,8 +117,8 @@ pub fn up(spec: &Spec) -> Result<Vec<(String, String)>, Failure> {
         let inputs = context.inputs(&peer.spec, &lock);
         let image = build_and_record(&lock_file, &inputs, &store)?;
         eprintln!("starting {} ({})", peer.name, image.name);
-        start_supervisor(spec, peer, &image.name, &dir, restarts)?;
-        wait_ready(peer, &dir)?;
+        let mut supervisor = start_supervisor(spec, peer, &image.name, &dir, restarts)?;
+        wait_ready(peer, &dir, Some(&mut supervisor))?;
         eprintln!("{} is ready", peer.name);
     }
     Ok(hosts)
@@ -145,7 +145,7 @@ fn start_supervisor(
     image: &str,
     dir: &Path,
     restarts: u32,
-) -> Result<(), Failure> {
+) -> Result<std::process::Child, Failure> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Failure::io(format!("cannot create `{}`", dir.display()), e))?;
     let _ = std::fs::remove_file(PeerState::path(dir));
@@ -184,11 +184,16 @@ fn start_supervisor(
     }
     command
         .spawn()
-        .map_err(|e| Failure::io("cannot start the peer's supervisor", e))?;
-    Ok(())
+        .map_err(|e| Failure::io("cannot start the peer's supervisor", e))
 }
 
-fn wait_ready(peer: &Peer, dir: &Path) -> Result<(), Failure> {
+/// Waits until the peer is ready, has failed, or its time is up; `supervisor`, when this
+/// command started it, is watched too: one that ends before writing any state has failed.
+fn wait_ready(
+    peer: &Peer,
+    dir: &Path,
+    mut supervisor: Option<&mut std::process::Child>,
+) -> Result<(), Failure> {
     let timeout = Duration::from_secs(u64::from(
         peer.spec
             .ready
@@ -225,6 +230,14 @@ fn wait_ready(peer: &Peer, dir: &Path) -> Result<(), Failure> {
                 Status::Exited(None) => return Err(failed("stopped unexpectedly".into())),
                 Status::Starting => {}
             }
+        }
+        if let Some(child) = supervisor.as_deref_mut()
+            && let Ok(Some(status)) = child.try_wait()
+            && PeerState::read(dir).is_none()
+        {
+            return Err(failed(format!(
+                "could not start: its supervisor ended ({status})"
+            )));
         }
         if started.elapsed() > timeout {
             return Err(failed(format!(
@@ -305,12 +318,7 @@ pub fn supervise(
     let Some(service) = &peer.spec.service else {
         return Ok(());
     };
-    // `exec` makes a simple service the program itself, so it gets the stop signal.
-    let service = if service.contains(['&', '|', ';', '\n']) {
-        service.clone()
-    } else {
-        format!("exec {service}")
-    };
+    let service = service_command(service);
     let others: Vec<(String, Vec<u16>)> = peer_ports(spec, &hosts)
         .into_iter()
         .filter(|(other, _)| *other != address)
@@ -378,6 +386,24 @@ pub fn supervise(
     Ok(())
 }
 
+/// The shell text a peer runs: a simple command is `exec`ed, so the service is the program
+/// the stop signal reaches (not a shell that would die and leave it to be killed). Lists,
+/// pipelines, compound commands and commands that start with a builtin or an assignment stay
+/// as written.
+fn service_command(service: &str) -> String {
+    const KEEP_AS_WRITTEN: &[&str] = &[
+        "exec", "if", "for", "while", "until", "case", "cd", "export", "set", "unset", ".",
+        "source", "trap", "ulimit", "umask", "eval", "{", "(", "!",
+    ];
+    let first = service.split_whitespace().next().unwrap_or_default();
+    let compound = service.contains(['&', '|', ';', '\n', '(', ')', '`']);
+    if compound || first.contains('=') || KEEP_AS_WRITTEN.contains(&first) {
+        service.to_string()
+    } else {
+        format!("exec {service}")
+    }
+}
+
 /// Waits until the peer answers: its `ready` check, tried from inside its namespaces.
 fn probe_until_ready(pid: i32, inside: &Arc<std::os::fd::OwnedFd>, check: Option<&ReadyCheck>) {
     match check {
@@ -410,7 +436,11 @@ fn probe_until_ready(pid: i32, inside: &Arc<std::os::fd::OwnedFd>, check: Option
     }
 }
 
-/// Runs `sh -c COMMAND` in the peer's mount, network, uts and ipc namespaces.
+/// How long one try of a `ready cmd=` may take before it counts as failed.
+const READY_TRY_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `sh -c COMMAND` in the peer's mount, network, uts and ipc namespaces; a try that hangs
+/// is killed after [`READY_TRY_LIMIT`], and none outlives the supervisor.
 fn run_inside(pid: i32, command: &str) -> bool {
     let open = |kind: &str| std::fs::File::open(format!("/proc/{pid}/ns/{kind}"));
     let (Ok(mnt), Ok(net), Ok(uts), Ok(ipc)) = (open("mnt"), open("net"), open("uts"), open("ipc"))
@@ -425,12 +455,14 @@ fn run_inside(pid: i32, command: &str) -> bool {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // SAFETY: only setns and chdir, which are async-signal-safe.
+    // SAFETY: only prctl, setns and chdir, which are async-signal-safe.
     #[allow(unsafe_code)]
     unsafe {
         child.pre_exec(move || {
             use nix::sched::{CloneFlags, setns};
             use std::os::fd::AsFd;
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)?;
             for (file, kind) in [
                 (&net, CloneFlags::CLONE_NEWNET),
                 (&uts, CloneFlags::CLONE_NEWUTS),
@@ -442,7 +474,23 @@ fn run_inside(pid: i32, command: &str) -> bool {
             nix::unistd::chdir("/").map_err(std::io::Error::from)
         });
     }
-    child.status().is_ok_and(|s| s.success())
+    let Ok(mut child) = child.spawn() else {
+        return false;
+    };
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if started.elapsed() < READY_TRY_LIMIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
 }
 
 /// `env down [--volumes] [--yes]`.
@@ -482,7 +530,24 @@ pub fn down(file: Option<&Path>, volumes: bool, yes: bool) -> Result<(), Failure
             }
         }
     }
-    // Dependents first: the reverse of the start order.
+    // Not while another command is starting them.
+    let project_dir = peers::project_dir(&runtime, &project);
+    let _starting = lock_project(&project_dir)?;
+    // Peers no longer in env.kdl (renamed or removed) still run until stopped: first them,
+    // then the others, dependents first (the reverse of the start order).
+    if let Ok(entries) = std::fs::read_dir(&project_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !entry.path().is_dir() || order.iter().any(|p| p.name == name) {
+                continue;
+            }
+            if let Some(state) = PeerState::read(&entry.path()) {
+                stop(&state);
+                eprintln!("stopped {name} (no longer in the env file)");
+            }
+            let _ = crate::build::store::remove_tree(&entry.path());
+        }
+    }
     for peer in order.iter().rev() {
         let dir = peers::peer_dir(&runtime, &project, &peer.name);
         if let Some(state) = PeerState::read(&dir) {
@@ -522,7 +587,15 @@ fn stop(state: &PeerState) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let killed = Instant::now();
     while peers::process_alive(state.supervisor, state.supervisor_start) {
+        if killed.elapsed() > GRACE {
+            eprintln!(
+                "warning: the supervisor of {} (pid {}) does not end",
+                state.peer, state.supervisor
+            );
+            return;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -578,7 +651,7 @@ pub fn ps(file: Option<&Path>, json: bool) -> Result<(), Failure> {
                 continue;
             };
             let same_project = record.project.canonicalize().ok().as_ref() == Some(&project);
-            if !same_project || !Path::new(&format!("/proc/{}", record.pid)).exists() {
+            if !same_project || !peers::process_alive(record.pid, record.pid_start) {
                 continue;
             }
             entries.push(PsEntry {
@@ -665,6 +738,9 @@ pub fn logs(file: Option<&Path>, peer: Option<&str>, follow: bool) -> Result<(),
         .collect();
     let prefix = chosen.len() > 1;
     let mut positions = vec![0u64; chosen.len()];
+    // Bytes of a line not finished yet: printed whole later, so a prefix never lands mid-line
+    // and a character split between two reads is not garbled.
+    let mut unfinished: Vec<Vec<u8>> = vec![Vec::new(); chosen.len()];
     let mut stdout = std::io::stdout();
     loop {
         for (index, peer) in chosen.iter().enumerate() {
@@ -673,14 +749,29 @@ pub fn logs(file: Option<&Path>, peer: Option<&str>, follow: bool) -> Result<(),
                 continue;
             };
             let length = file.metadata().map_or(0, |m| m.len());
+            let text = &mut unfinished[index];
             if length < positions[index] {
-                positions[index] = 0; // the log was capped and started over
+                // The log was capped: its older part moved to `log.1`, of which the part not
+                // printed yet comes first.
+                if let Ok(mut older) = std::fs::File::open(log.with_file_name("log.1")) {
+                    let _ = older.seek(SeekFrom::Start(positions[index]));
+                    let _ = older.read_to_end(text);
+                }
+                positions[index] = 0;
             }
             let _ = file.seek(SeekFrom::Start(positions[index]));
-            let mut text = Vec::new();
-            let _ = file.read_to_end(&mut text);
-            positions[index] += text.len() as u64;
-            for line in String::from_utf8_lossy(&text).split_inclusive('\n') {
+            let before = text.len();
+            let _ = file.read_to_end(text);
+            positions[index] += (text.len() - before) as u64;
+            let complete = if follow {
+                text.iter()
+                    .rposition(|byte| *byte == b'\n')
+                    .map_or(0, |i| i + 1)
+            } else {
+                text.len()
+            };
+            let lines: Vec<u8> = text.drain(..complete).collect();
+            for line in String::from_utf8_lossy(&lines).split_inclusive('\n') {
                 let _ = if prefix {
                     write!(stdout, "{} | {line}", peer.name)
                 } else {
@@ -693,5 +784,31 @@ pub fn logs(file: Option<&Path>, peer: Option<&str>, follow: bool) -> Result<(),
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_services_are_execed_and_the_rest_kept() {
+        for (written, run) in [
+            (
+                "pg_ctlcluster --foreground 15 main start",
+                "exec pg_ctlcluster --foreground 15 main start",
+            ),
+            ("redis-server > /tmp/log", "exec redis-server > /tmp/log"),
+            ("exec postgres", "exec postgres"),
+            ("FOO=1 server", "FOO=1 server"),
+            (
+                "cd /srv && python3 -m http.server",
+                "cd /srv && python3 -m http.server",
+            ),
+            ("a; b", "a; b"),
+            ("if true; then b; fi", "if true; then b; fi"),
+        ] {
+            assert_eq!(service_command(written), run, "{written}");
+        }
     }
 }

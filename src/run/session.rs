@@ -100,8 +100,11 @@ pub struct SessionRecord {
     pub command: Vec<String>,
     /// Seconds since 1970.
     pub started: u64,
-    /// envkit's pid, so a record left by a killed envkit can be told apart.
+    /// envkit's pid and its start time (clock ticks after boot), so a record left by a
+    /// killed envkit is not taken for a live one, even once its pid is reused.
     pub pid: u32,
+    #[serde(default)]
+    pub pid_start: u64,
 }
 
 /// How a session ended.
@@ -176,6 +179,7 @@ fn run_in(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         pid: std::process::id(),
+        pid_start: super::peers::process_start(std::process::id()).unwrap_or(0),
     };
     let record_path = dir.join("session.json");
     let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();

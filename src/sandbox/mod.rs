@@ -776,6 +776,7 @@ fn program_main(prepared: &Prepared) -> Result<Never, (&str, nix::errno::Errno)>
             no_new_privileges()?;
         }
     }
+    close_inherited_descriptors();
     let mut last = nix::errno::Errno::ENOENT;
     for program in &prepared.programs {
         match nix::unistd::execve(program.as_c_str(), &prepared.argv, &prepared.environment) {
@@ -791,6 +792,30 @@ fn program_main(prepared: &Prepared) -> Result<Never, (&str, nix::errno::Errno)>
 
 /// `ip link set lo up`, without allocating: a service in its own network namespace listens
 /// on loopback, where envkit's forwarder reaches it.
+/// Marks every descriptor above stderr close-on-exec, so the program gets only its standard
+/// streams: not envkit's own files and sockets, and not a descriptor envkit inherited without
+/// close-on-exec (an open folder of the host would be a way out of the root). The report pipe
+/// stays usable until exec succeeds.
+fn close_inherited_descriptors() {
+    const CLOSE_RANGE_CLOEXEC: nix::libc::c_uint = 1 << 2;
+    // SAFETY: close_range and fcntl only change descriptor flags; neither allocates.
+    #[allow(unsafe_code)]
+    unsafe {
+        let all_marked = nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            3 as nix::libc::c_uint,
+            nix::libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        ) == 0;
+        if !all_marked {
+            // Kernels before 5.11: one at a time, up to a generous limit.
+            for fd in 3..4096 {
+                nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
 /// Tells envkit the namespaces are ready and waits until it lets the program start.
 fn wait_at_gate(gate: &Gate) -> Result<(), nix::errno::Errno> {
     // SAFETY: both descriptors are this process's own, open until closed here.

@@ -474,6 +474,39 @@ fn only_what_the_env_names_is_visible_inside() {
 }
 
 #[test]
+fn descriptors_envkit_inherits_do_not_reach_the_program() {
+    if !can_enter("entering a bookworm image") {
+        return;
+    }
+    let project = Project::new("run-fds", "");
+    let mut command = project.command(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "for fd in 3 4 5 6 7 8 9; do [ -e /proc/$$/fd/$fd ] && echo open-$fd; done; echo checked",
+    ]);
+    // envkit is started holding the host's root folder open as descriptor 7, not
+    // close-on-exec, as a careless parent process might leave it.
+    let host_root = std::fs::File::open("/").unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&host_root);
+    // SAFETY: dup2 is async-signal-safe; the descriptor stays open until the spawn returns.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+            if nix::libc::dup2(raw, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let outcome = run(&mut command);
+    drop(host_root);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.transcript());
+    assert_eq!(outcome.stdout, "checked\n", "only stdin, stdout and stderr");
+}
+
+#[test]
 fn files_made_in_the_project_mount_belong_to_the_invoking_user() {
     if !can_enter("entering a bookworm image") {
         return;

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
+use std::time::Duration;
 
 use nix::sched::{CloneFlags, setns};
 
@@ -44,7 +45,16 @@ pub fn serve(listener: TcpListener, target: SocketAddr, connect_from: Option<Arc
             return;
         }
         for incoming in listener.incoming() {
-            let Ok(client) = incoming else { continue };
+            let client = match incoming {
+                Ok(client) => client,
+                // Out of descriptors or memory: the connection waits in the queue; pause
+                // rather than spin on it.
+                Err(error) if error.kind() != std::io::ErrorKind::Interrupted => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                Err(_) => continue,
+            };
             // Connecting is quick on loopback; a refused one just closes the client.
             let Ok(server) = TcpStream::connect(target) else {
                 continue;
@@ -74,24 +84,45 @@ pub fn link_peers_into(inside: &Arc<OwnedFd>, peers: &[(String, Vec<u16>)]) {
     }
 }
 
-/// Copies both ways until each side has finished sending.
+/// Copies both ways until each side has finished sending. When a copying thread cannot be
+/// made, the connection is closed and the listener carries on.
 fn splice(client: TcpStream, server: TcpStream) {
     let (Ok(client_reader), Ok(server_reader)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
-    std::thread::spawn(move || pump(client_reader, server));
-    std::thread::spawn(move || pump(server_reader, client));
+    let spawn = |from: TcpStream, to: TcpStream| {
+        std::thread::Builder::new()
+            .name("envkit-forward".into())
+            .stack_size(64 * 1024)
+            .spawn(move || pump(from, to))
+    };
+    let Ok(handle) = client.try_clone() else {
+        return;
+    };
+    if spawn(client_reader, server).is_err() || spawn(server_reader, client).is_err() {
+        // Shutting the client down ends the other copy, if it started.
+        let _ = handle.shutdown(Shutdown::Both);
+    }
 }
 
 fn pump(mut from: TcpStream, mut to: TcpStream) {
-    let mut buffer = [0u8; 32 * 1024];
+    let mut buffer = vec![0u8; 16 * 1024];
     loop {
         match from.read(&mut buffer) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => {
                 if to.write_all(&buffer[..n]).is_err() {
-                    break;
+                    // The receiving side is gone: end both directions.
+                    let _ = from.shutdown(Shutdown::Both);
+                    let _ = to.shutdown(Shutdown::Both);
+                    return;
                 }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                let _ = from.shutdown(Shutdown::Both);
+                let _ = to.shutdown(Shutdown::Both);
+                return;
             }
         }
     }

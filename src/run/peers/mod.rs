@@ -195,11 +195,7 @@ pub fn address(
         return Ok(address.clone());
     }
     let taken: std::collections::HashSet<&String> = table.values().collect();
-    // Each user has a runtime dir (and table) of their own: the second byte keeps two users'
-    // peers apart on the one loopback network.
-    let user_byte = 64 + crate::userns::invoker().uid % 128;
-    let address = (0u32..62_500)
-        .map(|n| format!("127.{user_byte}.{}.{}", n / 250, n % 250 + 2))
+    let address = user_addresses(crate::userns::invoker().uid)
         .find(|a| !taken.contains(a) && ports_are_free(a, ports))
         .ok_or(PeerError::NoAddress)?;
     table.insert(key, address.clone());
@@ -208,6 +204,21 @@ pub fn address(
         .map_err(|e| std::io::Error::other(e.to_string()))
         .map_err(io("write", &path))?;
     Ok(address)
+}
+
+/// How many loopback addresses each user's peers may take.
+const ADDRESSES_PER_USER: u32 = 512;
+
+/// The loopback addresses a user's peers take from, in order: each user has a runtime dir
+/// (and address table) of their own, so users get ranges of their own, apart on the one
+/// loopback network: 127.64.0.0 to 127.191.255.255, 512 addresses for each of 16,384 uids
+/// (uids that far apart share a range, and then `ports_are_free` keeps them apart).
+pub fn user_addresses(uid: u32) -> impl Iterator<Item = String> {
+    let first = (uid % 16_384) * ADDRESSES_PER_USER;
+    (first..first + ADDRESSES_PER_USER)
+        .map(|index| std::net::Ipv4Addr::from((127 << 24) | ((64 << 16) + index)))
+        .filter(|ip| !matches!(ip.octets()[3], 0 | 255))
+        .map(|ip| ip.to_string())
 }
 
 /// Whether nothing listens on any of `ports` at `address` (a port that may not be bound for
@@ -269,6 +280,30 @@ mod tests {
         assert!(a.starts_with("127."), "{a}");
         let parsed: std::net::Ipv4Addr = a.parse().unwrap();
         assert!(parsed.is_loopback());
+    }
+
+    #[test]
+    fn users_take_addresses_from_ranges_of_their_own() {
+        let root: Vec<String> = user_addresses(0).collect();
+        assert_eq!(root.first().map(String::as_str), Some("127.64.0.1"));
+        assert!(root.len() >= 500);
+        let (one, other): (Vec<String>, Vec<String>) = (
+            user_addresses(1000).collect(),
+            user_addresses(1128).collect(),
+        );
+        assert!(
+            one.iter().all(|a| !other.contains(a)),
+            "uids 1000 and 1128 apart"
+        );
+        for uid in [0, 1000, 16_383, 65_534] {
+            for address in user_addresses(uid) {
+                let ip: std::net::Ipv4Addr = address.parse().unwrap();
+                assert!(
+                    ip.is_loopback() && (64..192).contains(&ip.octets()[1]),
+                    "{ip}"
+                );
+            }
+        }
     }
 
     #[test]
