@@ -3,6 +3,7 @@
 
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -323,6 +324,8 @@ pub fn supervise(
         .into_iter()
         .filter(|(other, _)| *other != address)
         .collect();
+    let (output_reader, output_writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Failure::io("cannot make the peer's output pipe", e.into()))?;
     let request = SessionRequest {
         name,
         spec: &peer.spec,
@@ -342,11 +345,15 @@ pub fn supervise(
         hosts: hosts.iter().filter(|(_, n)| n != name).cloned().collect(),
         background: Some(Background {
             dir: dir.join("session"),
-            log: dir.join("log"),
+            // The service writes into a pipe whose other end this supervisor copies into the
+            // log, so only it writes the log and can rotate it without losing a line.
+            log: PathBuf::from(format!("/proc/self/fd/{}", output_writer.as_raw_fd())),
         }),
     };
-    let ready = peer.spec.ready.clone();
     let log = dir.join("log");
+    let copier =
+        std::thread::spawn(move || peers::copy_to_log(std::fs::File::from(output_reader), &log));
+    let ready = peer.spec.ready.clone();
     let ready_state = Arc::clone(&state);
     let ready_dir = dir.clone();
     let outcome = session::run_with(&request, &mut |pid| {
@@ -368,14 +375,11 @@ pub fn supervise(
                 let _ = state.write(&probe_dir);
             }
         });
-        let log = log.clone();
-        std::thread::spawn(move || {
-            loop {
-                peers::cap_log(&log);
-                std::thread::sleep(Duration::from_secs(2));
-            }
-        });
     });
+    // Its last words are in the log before the state says it ended.
+    drop(request);
+    drop(output_writer);
+    let _ = copier.join();
     if let Ok(mut state) = state.lock() {
         match outcome {
             Ok(outcome) => state.exit = Some(outcome.exit.code()),

@@ -245,18 +245,36 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Keeps a log under [`LOG_CAP_BYTES`]: the current content moves to `log.1` and the log starts
-/// over (writers append, so they continue at the new end).
-pub fn cap_log(log: &Path) {
-    if std::fs::metadata(log).is_ok_and(|m| m.len() > LOG_CAP_BYTES) {
-        let mut older = log.as_os_str().to_owned();
-        older.push(".1");
-        if std::fs::copy(log, &older).is_ok() {
-            let _ = std::fs::OpenOptions::new()
-                .write(true)
-                .open(log)
-                .and_then(|f| f.set_len(0));
+/// Copies a peer's output from `output` into its log until end of file, keeping the log under
+/// [`LOG_CAP_BYTES`]: past it, the log is renamed `log.1` (replacing the older one) and a new
+/// log begins. This is the log's only writer, so a rotation loses and repeats nothing, and a
+/// reader that saw the log shrink finds the rest of what it read in `log.1`.
+pub fn copy_to_log(mut output: impl Read, log: &Path) -> std::io::Result<()> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+    };
+    let mut older = log.as_os_str().to_owned();
+    older.push(".1");
+    let mut file = open()?;
+    let mut written = file.metadata()?.len();
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = match output.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if written > 0 && written + read as u64 > LOG_CAP_BYTES {
+            std::fs::rename(log, &older)?;
+            file = open()?;
+            written = 0;
         }
+        std::io::Write::write_all(&mut file, &buffer[..read])?;
+        written += read as u64;
     }
 }
 
@@ -345,17 +363,19 @@ mod tests {
     }
 
     #[test]
-    fn logs_are_capped() {
+    fn logs_are_capped_and_nothing_is_lost_at_a_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        std::fs::write(&log, vec![b'x'; (LOG_CAP_BYTES + 10) as usize]).unwrap();
-        cap_log(&log);
-        assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
-        assert_eq!(
-            std::fs::metadata(dir.path().join("log.1")).unwrap().len(),
-            LOG_CAP_BYTES + 10
+        let lines: String = (0..150_000).map(|n| format!("line {n}\n")).collect();
+        assert!(lines.len() as u64 > LOG_CAP_BYTES);
+        copy_to_log(lines.as_bytes(), &log).unwrap();
+        let newer = std::fs::read_to_string(&log).unwrap();
+        let older = std::fs::read_to_string(dir.path().join("log.1")).unwrap();
+        assert!(older.len() as u64 <= LOG_CAP_BYTES && newer.len() as u64 <= LOG_CAP_BYTES);
+        assert!(
+            lines.ends_with(&format!("{older}{newer}")),
+            "the newest output, whole"
         );
-        std::fs::write(&log, "one\ntwo\nthree\n").unwrap();
-        assert_eq!(log_tail(&log, 2), "two\nthree");
+        assert_eq!(log_tail(&log, 2), "line 149998\nline 149999");
     }
 }
