@@ -609,6 +609,8 @@ fn stop(state: &PeerState) {
 struct PsEntry {
     kind: &'static str,
     name: String,
+    /// False for a peer still running after it was renamed or removed from the env file.
+    in_env_file: bool,
     #[serde(flatten)]
     status: Option<Status>,
     address: Option<String>,
@@ -627,15 +629,31 @@ pub fn ps(file: Option<&Path>, json: bool) -> Result<(), Failure> {
     let project = project_of(spec);
     let now = peers::now();
     let mut entries = Vec::new();
-    for peer in peers_in_order(spec) {
-        let dir = peers::peer_dir(&runtime, &project, &peer.name);
+    let order = peers_in_order(spec);
+    // The env file's peers in start order, then any it no longer names that still have a
+    // state (renamed or removed while running: `env down` stops them too).
+    let mut names: Vec<(String, Option<&Peer>)> =
+        order.iter().map(|p| (p.name.clone(), Some(*p))).collect();
+    if let Ok(folders) = std::fs::read_dir(peers::project_dir(&runtime, &project)) {
+        let mut others: Vec<String> = folders
+            .flatten()
+            .filter(|f| f.path().is_dir())
+            .map(|f| f.file_name().to_string_lossy().into_owned())
+            .filter(|name| !order.iter().any(|p| p.name == *name))
+            .collect();
+        others.sort();
+        names.extend(others.into_iter().map(|name| (name, None)));
+    }
+    for (name, peer) in names {
+        let dir = peers::peer_dir(&runtime, &project, &name);
         let Some(state) = PeerState::read(&dir) else {
             continue;
         };
         let status = state.status();
         entries.push(PsEntry {
             kind: "peer",
-            name: peer.name.clone(),
+            name,
+            in_env_file: peer.is_some(),
             uptime_secs: matches!(status, Status::Running | Status::Starting)
                 .then(|| now.saturating_sub(state.started)),
             status: Some(status),
@@ -643,7 +661,10 @@ pub fn ps(file: Option<&Path>, json: bool) -> Result<(), Failure> {
             ports: state.ports.clone(),
             started: state.started,
             restarts: state.restarts,
-            command: peer.spec.service.iter().cloned().collect(),
+            command: peer
+                .and_then(|p| p.spec.service.clone())
+                .into_iter()
+                .collect(),
         });
     }
     if let Ok(sessions) = std::fs::read_dir(runtime.join("sessions")) {
@@ -661,6 +682,7 @@ pub fn ps(file: Option<&Path>, json: bool) -> Result<(), Failure> {
             entries.push(PsEntry {
                 kind: "session",
                 name: record.id.clone(),
+                in_env_file: true,
                 status: None,
                 address: None,
                 ports: Vec::new(),
@@ -691,7 +713,11 @@ pub fn ps(file: Option<&Path>, json: bool) -> Result<(), Failure> {
         println!(
             "{:<8} {:<14} {:<16} {:<16} {:<12} {:>8}  {:>8}  {}",
             entry.kind,
-            entry.name,
+            if entry.in_env_file {
+                entry.name.clone()
+            } else {
+                format!("{} (removed)", entry.name)
+            },
             entry
                 .status
                 .as_ref()

@@ -636,13 +636,27 @@ peer "mute" {
         down.stderr
     );
 
-    // An open session shows in `env ps` with its command, and is gone once it ends (without
-    // the peer, which `env run` would wait for).
+    // A peer removed from the env file while it runs is still listed, and `env down` stops it.
+    assert_eq!(project.env(&["up"]).code, Some(2));
     std::fs::write(
         dir.path().join("env.kdl"),
         "name \"slow\"\nbase \"debian:bookworm\"\npackages \"python3\"\n",
     )
     .unwrap();
+    let removed = project.peers();
+    assert_eq!(removed["mute"]["in_env_file"], false, "{removed:?}");
+    assert_eq!(removed["mute"]["state"], "starting", "{removed:?}");
+    let down = project.env_ok(&["down"]);
+    assert!(
+        down.stderr
+            .contains("stopped mute (no longer in the env file)"),
+        "{}",
+        down.stderr
+    );
+    assert!(project.peers().is_empty());
+
+    // An open session shows in `env ps` with its command, and is gone once it ends (without
+    // the peer, which `env run` would wait for).
     let mut session = command(&project.dir, &["run", "--", "sleep", "30"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
