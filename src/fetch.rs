@@ -478,15 +478,8 @@ mod tests {
         let destination = dir.path().join("cache/abc.deb");
         std::fs::create_dir_all(destination.parent().unwrap()).unwrap();
         // An earlier run stopped after 40,000 bytes.
-        std::fs::write(partial_path(&destination), &content[..40_000]).unwrap();
-        let received = std::cell::Cell::new(0u64);
-        Fetcher::new()
-            .download_resumable(&url, &sha256_hex(&content), &destination, &|n| {
-                received.set(received.get() + n)
-            })
-            .unwrap();
-        assert_eq!(std::fs::read(&destination).unwrap(), content);
-        assert_eq!(received.get(), 60_000, "only the rest was read");
+        let received = resume(&url, &content, &destination, 40_000);
+        assert_eq!(received, 60_000, "only the rest was read");
         assert!(!partial_path(&destination).exists());
 
         // A corrupt partial file makes the whole file fail its checksum and is thrown away.
@@ -497,6 +490,20 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, FetchError::HashMismatch { .. }), "{error}");
         assert!(!partial_path(&again).exists() && !again.exists());
+    }
+
+    /// Downloads `url` to `destination` after an earlier try that stopped after `had` bytes;
+    /// checks the result and returns how many bytes this try received.
+    fn resume(url: &str, content: &[u8], destination: &Path, had: usize) -> u64 {
+        std::fs::write(partial_path(destination), &content[..had]).unwrap();
+        let received = std::cell::Cell::new(0u64);
+        Fetcher::new()
+            .download_resumable(url, &sha256_hex(content), destination, &|n| {
+                received.set(received.get() + n)
+            })
+            .unwrap();
+        assert_eq!(std::fs::read(destination).unwrap(), content);
+        received.get()
     }
 
     /// A one-file HTTP server on loopback that answers `Range: bytes=N-` with 206 (or
@@ -557,19 +564,11 @@ mod tests {
             let (url, ranges) = http_server(content.clone(), honour_ranges);
             let dir = tempfile::tempdir().unwrap();
             let destination = dir.path().join("abc.deb");
-            std::fs::write(partial_path(&destination), &content[..30_000]).unwrap();
-            let received = std::cell::Cell::new(0u64);
-            Fetcher::new()
-                .download_resumable(&url, &sha256_hex(&content), &destination, &|n| {
-                    received.set(received.get() + n)
-                })
-                .unwrap();
-            assert_eq!(std::fs::read(&destination).unwrap(), content);
+            let received = resume(&url, &content, &destination, 30_000);
             assert_eq!(*ranges.lock().unwrap(), ["30000-"], "asked for the rest");
             let expected = if honour_ranges { 70_000 } else { 100_000 };
             assert_eq!(
-                received.get(),
-                expected,
+                received, expected,
                 "a server that ignores the range sends it all, and the file starts over"
             );
             assert!(!partial_path(&destination).exists());

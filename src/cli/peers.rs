@@ -127,17 +127,7 @@ pub fn up(spec: &Spec) -> Result<Vec<(String, String)>, Failure> {
 
 /// Holds `<project peers dir>/up.lock` until dropped.
 fn lock_project(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Failure> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Failure::io(format!("cannot create `{}`", dir.display()), e))?;
-    let path = dir.join("up.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Failure::io(format!("cannot open `{}`", path.display()), e))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| Failure::io(format!("cannot lock `{}`", path.display()), e.into()))
+    peers::hold_lock(&dir.join("up.lock")).map_err(peer_failure)
 }
 
 fn start_supervisor(

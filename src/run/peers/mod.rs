@@ -169,22 +169,7 @@ pub fn address(
     peer: &str,
     ports: &[u16],
 ) -> Result<String, PeerError> {
-    std::fs::create_dir_all(runtime_dir).map_err(io("create", runtime_dir))?;
-    let lock_path = runtime_dir.join("addresses.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io("open", &lock_path))?;
-    let _held =
-        nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
-            PeerError::Io {
-                what: "lock",
-                path: lock_path.clone(),
-                source: e.into(),
-            }
-        })?;
+    let _held = hold_lock(&runtime_dir.join("addresses.lock"))?;
     let path = runtime_dir.join("addresses.json");
     let mut table: BTreeMap<String, String> = std::fs::read(&path)
         .ok()
@@ -204,6 +189,27 @@ pub fn address(
         .map_err(|e| std::io::Error::other(e.to_string()))
         .map_err(io("write", &path))?;
     Ok(address)
+}
+
+/// An exclusive lock on the file at `path` (made, with its folder, when missing), held until
+/// the result is dropped; waits for another holder.
+pub fn hold_lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, PeerError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io("open", path))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+        PeerError::Io {
+            what: "lock",
+            path: path.to_path_buf(),
+            source: e.into(),
+        }
+    })
 }
 
 /// How many loopback addresses each user's peers may take.
