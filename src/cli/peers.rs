@@ -1,7 +1,7 @@
 //! `env up`, `env down`, `env ps`, `env logs`, and the supervisor each peer runs under
 //! (`env __supervise`, started detached by `env up`; see `run::peers` for the design).
 
-use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -757,40 +757,15 @@ pub fn logs(file: Option<&Path>, peer: Option<&str>, follow: bool) -> Result<(),
         .filter(|p| peer.is_none_or(|name| p.name == name))
         .collect();
     let prefix = chosen.len() > 1;
-    let mut positions = vec![0u64; chosen.len()];
-    // Bytes of a line not finished yet: printed whole later, so a prefix never lands mid-line
-    // and a character split between two reads is not garbled.
-    let mut unfinished: Vec<Vec<u8>> = vec![Vec::new(); chosen.len()];
+    let mut followers: Vec<peers::LogFollower> = chosen
+        .iter()
+        .map(|_| peers::LogFollower::default())
+        .collect();
     let mut stdout = std::io::stdout();
     loop {
-        for (index, peer) in chosen.iter().enumerate() {
+        for (peer, follower) in chosen.iter().zip(&mut followers) {
             let log = peers::peer_dir(&runtime, &project, &peer.name).join("log");
-            let Ok(mut file) = std::fs::File::open(&log) else {
-                continue;
-            };
-            let length = file.metadata().map_or(0, |m| m.len());
-            let text = &mut unfinished[index];
-            if length < positions[index] {
-                // The log was capped: its older part moved to `log.1`, of which the part not
-                // printed yet comes first.
-                if let Ok(mut older) = std::fs::File::open(log.with_file_name("log.1")) {
-                    let _ = older.seek(SeekFrom::Start(positions[index]));
-                    let _ = older.read_to_end(text);
-                }
-                positions[index] = 0;
-            }
-            let _ = file.seek(SeekFrom::Start(positions[index]));
-            let before = text.len();
-            let _ = file.read_to_end(text);
-            positions[index] += (text.len() - before) as u64;
-            let complete = if follow {
-                text.iter()
-                    .rposition(|byte| *byte == b'\n')
-                    .map_or(0, |i| i + 1)
-            } else {
-                text.len()
-            };
-            let lines: Vec<u8> = text.drain(..complete).collect();
+            let lines = follower.read_new(&log, follow);
             for line in String::from_utf8_lossy(&lines).split_inclusive('\n') {
                 let _ = if prefix {
                     write!(stdout, "{} | {line}", peer.name)

@@ -284,6 +284,61 @@ pub fn copy_to_log(mut output: impl Read, log: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Reads a peer's log as it grows, across rotations by [`copy_to_log`]: what `env logs`
+/// prints, and `env logs -f` again and again.
+#[derive(Debug, Default)]
+pub struct LogFollower {
+    position: u64,
+    /// The log file read last (device, inode): another one means the log was rotated.
+    file: Option<(u64, u64)>,
+    /// The start of a line not finished yet.
+    unfinished: Vec<u8>,
+}
+
+impl LogFollower {
+    /// What `log` gained since the last call: whole lines only when `whole_lines` (a line
+    /// being written waits for the next call, so it is never split or garbled), else all.
+    pub fn read_new(&mut self, log: &Path, whole_lines: bool) -> Vec<u8> {
+        use std::os::unix::fs::MetadataExt;
+        let identity = |metadata: &std::fs::Metadata| (metadata.dev(), metadata.ino());
+        if let Ok(mut file) = std::fs::File::open(log)
+            && let Ok(metadata) = file.metadata()
+        {
+            let rotated = self.file.is_some_and(|seen| seen != identity(&metadata));
+            if rotated {
+                // The part of the older file not read yet comes first.
+                let mut older_path = log.as_os_str().to_owned();
+                older_path.push(".1");
+                if let Ok(mut older) = std::fs::File::open(&older_path)
+                    && older
+                        .metadata()
+                        .is_ok_and(|m| Some(identity(&m)) == self.file)
+                {
+                    let _ = older.seek(SeekFrom::Start(self.position));
+                    let _ = older.read_to_end(&mut self.unfinished);
+                }
+            }
+            if rotated || metadata.len() < self.position {
+                self.position = 0;
+            }
+            self.file = Some(identity(&metadata));
+            let _ = file.seek(SeekFrom::Start(self.position));
+            let before = self.unfinished.len();
+            let _ = file.read_to_end(&mut self.unfinished);
+            self.position += (self.unfinished.len() - before) as u64;
+        }
+        let complete = if whole_lines {
+            self.unfinished
+                .iter()
+                .rposition(|byte| *byte == b'\n')
+                .map_or(0, |i| i + 1)
+        } else {
+            self.unfinished.len()
+        };
+        self.unfinished.drain(..complete).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +421,24 @@ mod tests {
         state.exit = Some(137);
         assert_eq!(state.status(), Status::Exited(Some(137)));
         assert_eq!(state.status().to_string(), "exited (137)");
+    }
+
+    #[test]
+    fn following_a_log_across_a_rotation_misses_and_repeats_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut follower = LogFollower::default();
+        copy_to_log(&b"one\ntwo\npar"[..], &log).unwrap();
+        assert_eq!(follower.read_new(&log, true), b"one\ntwo\n");
+        // Enough more to rotate the log once before the follower looks again.
+        let more: String = std::iter::once("tial\n".to_string())
+            .chain((0..100_000).map(|n| format!("line {n}\n")))
+            .collect();
+        copy_to_log(more.as_bytes(), &log).unwrap();
+        assert!(dir.path().join("log.1").exists(), "rotated");
+        let followed = follower.read_new(&log, true);
+        assert_eq!(String::from_utf8(followed).unwrap(), format!("par{more}"));
+        assert!(follower.read_new(&log, true).is_empty());
     }
 
     #[test]
