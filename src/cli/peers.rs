@@ -666,7 +666,7 @@ pub fn ps(file: Option<&Path>, json: bool) -> Result<(), Failure> {
                 continue;
             };
             let same_project = record.project.canonicalize().ok().as_ref() == Some(&project);
-            if !same_project || !peers::process_alive(record.pid, record.pid_start) {
+            if !same_project || !record.is_alive() {
                 continue;
             }
             entries.push(PsEntry {

@@ -107,6 +107,17 @@ pub struct SessionRecord {
     pub pid_start: u64,
 }
 
+impl SessionRecord {
+    /// Whether the envkit that wrote this record still runs (a record from before start
+    /// times were kept is judged by its pid alone).
+    pub fn is_alive(&self) -> bool {
+        if self.pid_start == 0 {
+            return Path::new(&format!("/proc/{}", self.pid)).exists();
+        }
+        super::peers::process_alive(self.pid, self.pid_start)
+    }
+}
+
 /// How a session ended.
 pub struct SessionOutcome {
     pub exit: Exit,
@@ -120,15 +131,21 @@ pub fn run(request: &SessionRequest<'_>) -> Result<SessionOutcome, RunError> {
     run_with(request, &mut |_| {})
 }
 
-/// Runs the session, calling `started` with its init's pid once the program runs.
+/// Runs the session, calling `before_start` with its init's pid once its namespaces are made
+/// and before the program starts (see `sandbox::run_with`).
 pub fn run_with(
     request: &SessionRequest<'_>,
     started: &mut dyn FnMut(i32),
 ) -> Result<SessionOutcome, RunError> {
+    crate::sandbox::catch_signals()?;
     let id = session_id();
     let dir = match &request.background {
         Some(background) => background.dir.clone(),
-        None => request.runtime_dir.join("sessions").join(&id),
+        None => {
+            let sessions = request.runtime_dir.join("sessions");
+            remove_abandoned_sessions(&sessions);
+            sessions.join(&id)
+        }
     };
     if dir.exists() {
         crate::build::store::remove_tree(&dir)?;
@@ -138,6 +155,31 @@ pub fn run_with(
         let _ = crate::build::store::remove_tree(&dir);
     }
     result
+}
+
+/// Deletes the scratch folders of sessions whose envkit was killed before it could (a
+/// `kill -9`, or a signal before envkit catches signals): their process is gone, or their
+/// record was never written and the folder is more than a minute old.
+fn remove_abandoned_sessions(sessions: &Path) {
+    let Ok(entries) = std::fs::read_dir(sessions) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let folder = entry.path();
+        let abandoned = match std::fs::read(folder.join("session.json")) {
+            Ok(bytes) => serde_json::from_slice::<SessionRecord>(&bytes)
+                .is_ok_and(|record| !record.is_alive()),
+            Err(_) => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 60),
+        };
+        if abandoned {
+            let _ = crate::build::store::remove_tree(&folder);
+        }
+    }
 }
 
 fn session_id() -> String {

@@ -431,18 +431,56 @@ static FORWARD_KERNEL_SIGNALS: AtomicBool = AtomicBool::new(false);
 /// the program as well (the same process group), so passing it on would deliver it twice.
 const SI_KERNEL: i32 = 0x80;
 
+/// A signal caught before there was anyone to pass it to (the init not cloned yet, the program
+/// not forked yet): delivered as soon as there is, so a stop request during start is not lost.
+static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
 extern "C" fn forward(signal: nix::libc::c_int, info: *mut nix::libc::siginfo_t, _: *mut c_void) {
     // SAFETY: the kernel hands a valid siginfo to an SA_SIGINFO handler.
     #[allow(unsafe_code)]
     let from_kernel = !info.is_null() && unsafe { (*info).si_code } == SI_KERNEL;
     let target = FORWARD_TO.load(Ordering::SeqCst);
-    if target > 0 && (!from_kernel || FORWARD_KERNEL_SIGNALS.load(Ordering::SeqCst)) {
+    if target <= 0 {
+        // No program yet for a terminal to have reached either: keep it for the program.
+        PENDING_SIGNAL.store(signal, Ordering::SeqCst);
+    } else if !from_kernel || FORWARD_KERNEL_SIGNALS.load(Ordering::SeqCst) {
         // SAFETY: kill is async-signal-safe.
         #[allow(unsafe_code)]
         unsafe {
             nix::libc::kill(target, signal);
         }
     }
+}
+
+/// Starts catching the signals a session forwards, before anything of the session exists on
+/// disk: one sent from now on reaches the program once it runs, and envkit is never killed
+/// halfway through making a session (which would leave its scratch behind).
+pub fn catch_signals() -> Result<(), SandboxError> {
+    install_forwarding()
+        .map(|_| ())
+        .map_err(|e| SandboxError::Start(e.into()))
+}
+
+/// Passes on a signal caught while there was no one to pass it to; call after setting
+/// [`FORWARD_TO`].
+fn deliver_pending(target: i32) {
+    let pending = PENDING_SIGNAL.swap(0, Ordering::SeqCst);
+    if pending > 0 {
+        // SAFETY: kill is async-signal-safe.
+        #[allow(unsafe_code)]
+        unsafe {
+            nix::libc::kill(target, pending);
+        }
+    }
+}
+
+/// The signals envkit and the init forward, as a set (on the stack: no allocation).
+fn forwarded_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in FORWARDED {
+        set.add(*signal);
+    }
+    set
 }
 
 fn install_forwarding() -> Result<Vec<(Signal, SigAction)>, nix::errno::Errno> {
@@ -531,6 +569,9 @@ pub fn run_with(
         .map_err(|e| SandboxError::Start(e.into()));
     let outcome = pid.and_then(|pid| {
         FORWARD_TO.store(pid.as_raw(), Ordering::SeqCst);
+        if spec.forward_signals {
+            deliver_pending(pid.as_raw());
+        }
         drop(writer);
         drop(at_gate_writer);
         drop(go_reader);
@@ -680,6 +721,15 @@ fn child_main<'a>(
     FORWARD_KERNEL_SIGNALS.store(false, Ordering::SeqCst);
     install_forwarding().map_err(|e| ("catch signals", e))?;
     wait_at_gate(gate).map_err(|e| ("wait for envkit", e))?;
+    // Held back across the fork: one arriving now reaches the program once it exists (the
+    // parent side passes it on), never a copy of this handler in the child.
+    let forwarded = forwarded_set();
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&forwarded),
+        None,
+    )
+    .map_err(|e| ("hold signals back", e))?;
     // SAFETY: this process has one thread; the child only makes system calls and execs.
     #[allow(unsafe_code)]
     match unsafe { nix::unistd::fork() }.map_err(|e| ("start the program", e))? {
@@ -699,6 +749,12 @@ fn child_main<'a>(
         }
         nix::unistd::ForkResult::Parent { child } => {
             FORWARD_TO.store(child.as_raw(), Ordering::SeqCst);
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+                Some(&forwarded),
+                None,
+            );
+            deliver_pending(child.as_raw());
             // envkit learns that the program started when the last write end closes at exec.
             let _ = nix::unistd::close(report);
             if let Some(terminal) = prepared.terminal {
@@ -731,6 +787,14 @@ fn program_main(prepared: &Prepared) -> Result<Never, (&str, nix::errno::Errno)>
         #[allow(unsafe_code)]
         let _ = unsafe { nix::sys::signal::signal(*signal, SigHandler::SigDfl) };
     }
+    // The init held them back across the fork; one sent meanwhile now takes its default
+    // action, as it would for the program.
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&forwarded_set()),
+        None,
+    )
+    .map_err(|e| ("let signals through", e))?;
     if let Some(terminal) = prepared.terminal {
         nix::unistd::setsid().map_err(|e| ("start a session", e))?;
         // SAFETY: TIOCSCTTY takes an int argument; 0 means "do not steal".

@@ -320,6 +320,40 @@ fn signals_sent_to_envkit_reach_the_program() {
 }
 
 #[test]
+fn a_signal_sent_while_the_session_starts_is_not_lost() {
+    if !can_enter("entering a bookworm image") {
+        return;
+    }
+    let project = Project::new("run-early-signal", "");
+    // Once entered, the project starts by the fast path, a few milliseconds long.
+    project.sh_ok("true");
+    // Sent at every moment of the start: before envkit catches signals (it dies of it),
+    // while the sandbox is being made, or once the program runs; never lost.
+    for delay_ms in 0..40 {
+        let mut child = project
+            .command(&["run", "--", "sleep", "60"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+        let code = wait_at_most(
+            &mut child,
+            Duration::from_secs(20),
+            &format!("SIGTERM {delay_ms} ms after the start"),
+        );
+        assert!(
+            matches!(code, None | Some(143)),
+            "{delay_ms} ms: exit {code:?}"
+        );
+    }
+    project.assert_no_session_left();
+}
+
+#[test]
 fn stdin_is_piped_through_and_no_terminal_is_made() {
     if !can_enter("entering a bookworm image") {
         return;
