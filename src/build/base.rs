@@ -158,6 +158,7 @@ impl Dpkg<'_> {
             terminal: None,
             forward_signals: false,
             discard_syncs: true,
+            service: false,
         };
         match crate::sandbox::run(&spec)? {
             exit if exit.success() => Ok(()),

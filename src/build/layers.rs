@@ -99,6 +99,7 @@ pub fn build_setup(
         terminal: None,
         forward_signals: false,
         discard_syncs: true,
+        service: false,
     };
     let exit = crate::sandbox::run(&spec)?;
     if !exit.success() {

@@ -316,6 +316,7 @@ fn run_in(
         terminal: terminal.as_ref().and_then(Terminal::replica_fd),
         forward_signals: true,
         discard_syncs: false,
+        service: request.background.is_some(),
     };
     let exit = match terminal.as_mut() {
         Some(terminal) => {

@@ -97,6 +97,10 @@ pub struct SandboxSpec {
     /// Make `fsync` and its relatives no-ops for the program (build steps: the store syncs
     /// once before publishing).
     pub discard_syncs: bool,
+    /// A service (a peer): forwarded signals reach every process of the sandbox, not only the
+    /// program, and the sandbox lasts until the last of them has ended, so a service started
+    /// by a shell line (`a && b`) is stopped as gently as one run directly.
+    pub service: bool,
 }
 
 /// Who the program runs as.
@@ -219,6 +223,7 @@ struct Prepared {
     sync_filter: Option<Vec<nix::libc::sock_filter>>,
     /// Bring up `lo` in the sandbox's own network namespace.
     loopback_up: bool,
+    service: bool,
 }
 
 fn c(text: &str) -> Result<CString, SandboxError> {
@@ -414,6 +419,7 @@ fn prepare(spec: &SandboxSpec) -> Result<Prepared, SandboxError> {
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(63),
         loopback_up: spec.network == SandboxNetwork::None,
+        service: spec.service,
         sync_filter: if spec.discard_syncs {
             syncs::discard_syncs_filter()
         } else {
@@ -431,6 +437,8 @@ static FORWARD_KERNEL_SIGNALS: AtomicBool = AtomicBool::new(false);
 /// the program as well (the same process group), so passing it on would deliver it twice.
 const SI_KERNEL: i32 = 0x80;
 
+/// In the init of a service: pass signals to every process of the namespace.
+static FORWARD_TO_ALL: AtomicBool = AtomicBool::new(false);
 /// A signal caught before there was anyone to pass it to (the init not cloned yet, the program
 /// not forked yet): delivered as soon as there is, so a stop request during start is not lost.
 static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -444,10 +452,17 @@ extern "C" fn forward(signal: nix::libc::c_int, info: *mut nix::libc::siginfo_t,
         // No program yet for a terminal to have reached either: keep it for the program.
         PENDING_SIGNAL.store(signal, Ordering::SeqCst);
     } else if !from_kernel || FORWARD_KERNEL_SIGNALS.load(Ordering::SeqCst) {
+        // -1: every process this one may signal but itself, which for a namespace's init is
+        // every process of the namespace.
+        let to = if FORWARD_TO_ALL.load(Ordering::SeqCst) {
+            -1
+        } else {
+            target
+        };
         // SAFETY: kill is async-signal-safe.
         #[allow(unsafe_code)]
         unsafe {
-            nix::libc::kill(target, signal);
+            nix::libc::kill(to, signal);
         }
     }
 }
@@ -585,7 +600,10 @@ pub fn run_with(
         if at_gate {
             before_start(pid.as_raw());
         }
-        // Closing the last write end lets the program start.
+        // A byte, not end-of-file, lets the program start: another sandbox cloned meanwhile
+        // by another thread holds copies of these descriptors, and waiting for all of them
+        // to close would deadlock two sandboxes waiting at their gates.
+        let _ = nix::unistd::write(&go_writer, b"g");
         drop(go_writer);
         let mut message = Vec::new();
         // EINTR (a forwarded signal) just means read on.
@@ -641,7 +659,7 @@ fn report_failure(fd: std::os::fd::RawFd, marker: &str, what: &str, errno: nix::
 enum Never {}
 
 /// Where the sandbox's init waits before it starts the program (see [`run_with`]): it writes
-/// a byte to `at_gate`, then reads `go` until envkit closes the other end.
+/// a byte to `at_gate`, then waits for envkit's byte on `go`.
 struct Gate {
     at_gate: std::os::fd::RawFd,
     go: std::os::fd::RawFd,
@@ -719,6 +737,7 @@ fn child_main<'a>(
     // The kernel delivers to a namespace's init only the signals it handles, so the program
     // must not be pid 1: this process stays as init and forwards.
     FORWARD_KERNEL_SIGNALS.store(false, Ordering::SeqCst);
+    FORWARD_TO_ALL.store(prepared.service, Ordering::SeqCst);
     install_forwarding().map_err(|e| ("catch signals", e))?;
     wait_at_gate(gate).map_err(|e| ("wait for envkit", e))?;
     // Held back across the fork: one arriving now reaches the program once it exists (the
@@ -760,15 +779,20 @@ fn child_main<'a>(
             if let Some(terminal) = prepared.terminal {
                 let _ = nix::unistd::close(terminal);
             }
+            // A service's sandbox lasts until its last process ends; the status is the
+            // program's.
+            let mut program_status = None;
             let code = loop {
-                match waitpid(None, None) {
-                    Ok(WaitStatus::Exited(pid, code)) if pid == child => break code,
-                    Ok(WaitStatus::Signaled(pid, signal, _)) if pid == child => {
-                        break 128 + signal as i32;
-                    }
+                let ended = match waitpid(None, None) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == child => code,
+                    Ok(WaitStatus::Signaled(pid, signal, _)) if pid == child => 128 + signal as i32,
                     Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => break 127,
+                    Err(_) => break program_status.unwrap_or(127),
+                };
+                if !prepared.service {
+                    break ended;
                 }
+                program_status = Some(ended);
             };
             // Leaving ends the namespace: the kernel kills whatever the program left behind.
             // SAFETY: as above.
@@ -897,6 +921,8 @@ fn wait_at_gate(gate: &Gate) -> Result<(), nix::errno::Errno> {
         match nix::unistd::read(go, &mut byte) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(errno) => return Err(errno),
+            // End of file: envkit is gone without letting the program start.
+            Ok(0) => return Err(nix::errno::Errno::EPIPE),
             Ok(_) => break,
         }
     }
@@ -983,6 +1009,7 @@ mod tests {
             terminal: None,
             forward_signals: false,
             discard_syncs: false,
+            service: false,
         };
         Some((dir, spec))
     }

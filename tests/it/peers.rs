@@ -561,7 +561,7 @@ packages "python3"
 peer "mute" {
     base "debian:bookworm"
     packages "python3"
-    service "echo warming-up; echo still-warming; exec sleep 600"
+    service "echo warming-up; echo still-warming; true && sh -c 'trap \"echo stopping-gently > /data/stopped; exit 0\" TERM; while :; do sleep 0.1; done'"
     volume "data" at="/data"
     port 9000
     ready tcp=9000 timeout=3
@@ -628,12 +628,22 @@ peer "mute" {
     let volumes = project.env_ok(&["volume", "ls", "--json"]);
     assert!(volumes.stdout.contains("mute.data"), "{}", volumes.stdout);
 
-    let down = project.env_ok(&["down", "--volumes", "--yes"]);
+    // `env down` stops a service gently even when a shell line started it: the process the
+    // shell started got the SIGTERM too, and its trap wrote into the volume.
+    let down = project.env_ok(&["down"]);
     assert!(down.stderr.contains("stopped mute"), "{}", down.stderr);
+    let stopped: Vec<String> = walkdir::WalkDir::new(state.path())
+        .into_iter()
+        .map(|e| e.unwrap().into_path())
+        .filter(|p| p.ends_with("mute.data/stopped"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(stopped, ["stopping-gently\n"]);
+    let deleted = project.env_ok(&["down", "--volumes", "--yes"]);
     assert!(
-        down.stderr.contains("deleted volume mute.data"),
+        deleted.stderr.contains("deleted volume mute.data"),
         "{}",
-        down.stderr
+        deleted.stderr
     );
 
     // A peer removed from the env file while it runs is still listed, and `env down` stops it.
