@@ -126,7 +126,7 @@ pub fn up(spec: &Spec) -> Result<Vec<(String, String)>, Failure> {
 }
 
 /// Holds `<project peers dir>/up.lock` until dropped.
-fn lock_project(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Failure> {
+fn lock_project(dir: &Path) -> Result<std::fs::File, Failure> {
     peers::hold_lock(&dir.join("up.lock")).map_err(peer_failure)
 }
 
@@ -209,7 +209,8 @@ fn wait_ready(
         )
     };
     loop {
-        if let Some(state) = PeerState::read(dir) {
+        let state = PeerState::read(dir);
+        if let Some(state) = &state {
             if let Some(reason) = &state.failure {
                 return Err(failed(format!("could not start: {reason}")));
             }
@@ -222,9 +223,9 @@ fn wait_ready(
                 Status::Starting => {}
             }
         }
-        if let Some(child) = supervisor.as_deref_mut()
+        if state.is_none()
+            && let Some(child) = supervisor.as_deref_mut()
             && let Ok(Some(status)) = child.try_wait()
-            && PeerState::read(dir).is_none()
         {
             return Err(failed(format!(
                 "could not start: its supervisor ended ({status})"
@@ -380,10 +381,9 @@ pub fn supervise(
     Ok(())
 }
 
-/// The shell text a peer runs: a simple command is `exec`ed, so the service is the program
-/// the stop signal reaches (not a shell that would die and leave it to be killed). Lists,
-/// pipelines, compound commands and commands that start with a builtin or an assignment stay
-/// as written.
+/// The shell text a peer runs: a simple command is `exec`ed, so the service itself is the
+/// program, whose end (and exit status) is the peer's. Lists, pipelines, compound commands and
+/// commands that start with a builtin or an assignment stay as written.
 fn service_command(service: &str) -> String {
     const KEEP_AS_WRITTEN: &[&str] = &[
         "exec", "if", "for", "while", "until", "case", "cd", "export", "set", "unset", ".",
@@ -529,18 +529,13 @@ pub fn down(file: Option<&Path>, volumes: bool, yes: bool) -> Result<(), Failure
     let _starting = lock_project(&project_dir)?;
     // Peers no longer in env.kdl (renamed or removed) still run until stopped: first them,
     // then the others, dependents first (the reverse of the start order).
-    if let Ok(entries) = std::fs::read_dir(&project_dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !entry.path().is_dir() || order.iter().any(|p| p.name == name) {
-                continue;
-            }
-            if let Some(state) = PeerState::read(&entry.path()) {
-                stop(&state);
-                eprintln!("stopped {name} (no longer in the env file)");
-            }
-            let _ = crate::build::store::remove_tree(&entry.path());
+    for name in removed_peers(&project_dir, &order) {
+        let dir = project_dir.join(&name);
+        if let Some(state) = PeerState::read(&dir) {
+            stop(&state);
+            eprintln!("stopped {name} (no longer in the env file)");
         }
+        let _ = crate::build::store::remove_tree(&dir);
     }
     for peer in order.iter().rev() {
         let dir = peers::peer_dir(&runtime, &project, &peer.name);
@@ -565,33 +560,47 @@ pub fn down(file: Option<&Path>, volumes: bool, yes: bool) -> Result<(), Failure
     Ok(())
 }
 
+/// The peers with a folder in the project's runtime folder that the env file no longer names
+/// (renamed or removed while they ran), sorted.
+fn removed_peers(project_dir: &Path, order: &[&Peer]) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(project_dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|entry| entry.path().is_dir())
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| !order.iter().any(|p| p.name == *name))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// SIGTERM to the supervisor (which passes it to the service), then SIGKILL after the grace
 /// period (the service dies with its supervisor).
 fn stop(state: &PeerState) {
     let pid = nix::unistd::Pid::from_raw(state.supervisor as i32);
-    if !peers::process_alive(state.supervisor, state.supervisor_start) {
-        return;
-    }
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let started = Instant::now();
-    while started.elapsed() < GRACE {
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGKILL,
+    ] {
         if !peers::process_alive(state.supervisor, state.supervisor_start) {
             return;
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    let killed = Instant::now();
-    while peers::process_alive(state.supervisor, state.supervisor_start) {
-        if killed.elapsed() > GRACE {
-            eprintln!(
-                "warning: the supervisor of {} (pid {}) does not end",
-                state.peer, state.supervisor
-            );
-            return;
+        let _ = nix::sys::signal::kill(pid, signal);
+        let sent = Instant::now();
+        while sent.elapsed() < GRACE {
+            if !peers::process_alive(state.supervisor, state.supervisor_start) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
+    eprintln!(
+        "warning: the supervisor of {} (pid {}) does not end",
+        state.peer, state.supervisor
+    );
 }
 
 /// One line of `env ps --json`.
@@ -624,16 +633,8 @@ pub fn ps(file: Option<&Path>, json: bool) -> Result<(), Failure> {
     // state (renamed or removed while running: `env down` stops them too).
     let mut names: Vec<(String, Option<&Peer>)> =
         order.iter().map(|p| (p.name.clone(), Some(*p))).collect();
-    if let Ok(folders) = std::fs::read_dir(peers::project_dir(&runtime, &project)) {
-        let mut others: Vec<String> = folders
-            .flatten()
-            .filter(|f| f.path().is_dir())
-            .map(|f| f.file_name().to_string_lossy().into_owned())
-            .filter(|name| !order.iter().any(|p| p.name == *name))
-            .collect();
-        others.sort();
-        names.extend(others.into_iter().map(|name| (name, None)));
-    }
+    let removed = removed_peers(&peers::project_dir(&runtime, &project), &order);
+    names.extend(removed.into_iter().map(|name| (name, None)));
     for (name, peer) in names {
         let dir = peers::peer_dir(&runtime, &project, &name);
         let Some(state) = PeerState::read(&dir) else {

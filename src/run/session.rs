@@ -135,7 +135,7 @@ pub fn run(request: &SessionRequest<'_>) -> Result<SessionOutcome, RunError> {
 /// and before the program starts (see `sandbox::run_with`).
 pub fn run_with(
     request: &SessionRequest<'_>,
-    started: &mut dyn FnMut(i32),
+    before_start: &mut dyn FnMut(i32),
 ) -> Result<SessionOutcome, RunError> {
     crate::sandbox::catch_signals()?;
     let id = session_id();
@@ -150,7 +150,7 @@ pub fn run_with(
     if dir.exists() {
         crate::build::store::remove_tree(&dir)?;
     }
-    let result = run_in(request, &id, &dir, started);
+    let result = run_in(request, &id, &dir, before_start);
     if dir.exists() {
         let _ = crate::build::store::remove_tree(&dir);
     }
@@ -205,7 +205,7 @@ fn run_in(
     request: &SessionRequest<'_>,
     id: &str,
     dir: &Path,
-    started_callback: &mut dyn FnMut(i32),
+    before_start: &mut dyn FnMut(i32),
 ) -> Result<SessionOutcome, RunError> {
     let started = SystemTime::now();
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("root"));
@@ -321,11 +321,11 @@ fn run_in(
     let exit = match terminal.as_mut() {
         Some(terminal) => {
             let relay = terminal.start()?;
-            let exit = crate::sandbox::run_with(&spec, started_callback);
+            let exit = crate::sandbox::run_with(&spec, before_start);
             terminal.finish(relay);
             exit?
         }
-        None => crate::sandbox::run_with(&spec, started_callback)?,
+        None => crate::sandbox::run_with(&spec, before_start)?,
     };
     let foreign_files = if run_as == RunAs::Root && !request.invoker.is_root() {
         foreign_files(request, started)

@@ -663,7 +663,7 @@ enum Never {}
 struct Gate {
     at_gate: std::os::fd::RawFd,
     go: std::os::fd::RawFd,
-    /// envkit's ends, which the child must close so that `go` can reach end-of-file.
+    /// envkit's ends, which the child closes so that end-of-file on `go` means envkit is gone.
     parents_ends: [std::os::fd::RawFd; 2],
 }
 

@@ -192,8 +192,8 @@ pub fn address(
 }
 
 /// An exclusive lock on the file at `path` (made, with its folder, when missing), held until
-/// the result is dropped; waits for another holder.
-pub fn hold_lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, PeerError> {
+/// the file is dropped; waits for another holder.
+pub fn hold_lock(path: &Path) -> Result<std::fs::File, PeerError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     }
@@ -203,13 +203,8 @@ pub fn hold_lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, PeerEr
         .write(true)
         .open(path)
         .map_err(io("open", path))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
-        PeerError::Io {
-            what: "lock",
-            path: path.to_path_buf(),
-            source: e.into(),
-        }
-    })
+    file.lock().map_err(io("lock", path))?;
+    Ok(file)
 }
 
 /// How many loopback addresses each user's peers may take.
@@ -251,6 +246,13 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Where a log's older part goes when it is rotated: `log.1` beside it.
+fn older_log(log: &Path) -> PathBuf {
+    let mut older = log.as_os_str().to_owned();
+    older.push(".1");
+    PathBuf::from(older)
+}
+
 /// Copies a peer's output from `output` into its log until end of file, keeping the log under
 /// [`LOG_CAP_BYTES`]: past it, the log is renamed `log.1` (replacing the older one) and a new
 /// log begins. This is the log's only writer, so a rotation loses and repeats nothing, and a
@@ -262,8 +264,7 @@ pub fn copy_to_log(mut output: impl Read, log: &Path) -> std::io::Result<()> {
             .append(true)
             .open(log)
     };
-    let mut older = log.as_os_str().to_owned();
-    older.push(".1");
+    let older = older_log(log);
     let mut file = open()?;
     let mut written = file.metadata()?.len();
     let mut buffer = vec![0u8; 16 * 1024];
@@ -307,9 +308,7 @@ impl LogFollower {
             let rotated = self.file.is_some_and(|seen| seen != identity(&metadata));
             if rotated {
                 // The part of the older file not read yet comes first.
-                let mut older_path = log.as_os_str().to_owned();
-                older_path.push(".1");
-                if let Ok(mut older) = std::fs::File::open(&older_path)
+                if let Ok(mut older) = std::fs::File::open(older_log(log))
                     && older
                         .metadata()
                         .is_ok_and(|m| Some(identity(&m)) == self.file)
