@@ -209,8 +209,13 @@ struct Prepared {
     symlinks: Vec<(CString, CString)>,
     hostname: String,
     workdir: CString,
-    argv: Vec<CString>,
-    environment: Vec<CString>,
+    /// The program's arguments and environment, owned here for the pointers below.
+    _argv: Vec<CString>,
+    _environment: Vec<CString>,
+    /// The arguments and environment as the null-terminated pointer arrays `execve` takes,
+    /// made here because the program's side may not allocate.
+    argv_pointers: Vec<*const nix::libc::c_char>,
+    environment_pointers: Vec<*const nix::libc::c_char>,
     /// Absolute candidates for the program, in `PATH` order.
     programs: Vec<CString>,
     /// "run `program`", for the error when no candidate can be executed.
@@ -398,18 +403,29 @@ fn prepare(spec: &SandboxSpec) -> Result<Prepared, SandboxError> {
             .map(|dir| c(&format!("{dir}/{program}")))
             .collect::<Result<_, _>>()?
     };
+    let argv: Vec<CString> = spec.argv.iter().map(|a| c(a)).collect::<Result<_, _>>()?;
+    let environment: Vec<CString> = spec
+        .environment
+        .iter()
+        .map(|(k, v)| c(&format!("{k}={v}")))
+        .collect::<Result<_, _>>()?;
+    let pointers = |strings: &[CString]| -> Vec<*const nix::libc::c_char> {
+        strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
     Ok(Prepared {
+        argv_pointers: pointers(&argv),
+        environment_pointers: pointers(&environment),
+        _argv: argv,
+        _environment: environment,
         root: c_path(root)?,
         steps,
         symlinks,
         hostname: spec.hostname.clone(),
         workdir: c(&spec.workdir)?,
-        argv: spec.argv.iter().map(|a| c(a)).collect::<Result<_, _>>()?,
-        environment: spec
-            .environment
-            .iter()
-            .map(|(k, v)| c(&format!("{k}={v}")))
-            .collect::<Result<_, _>>()?,
         programs,
         run_what: format!("run `{program}`"),
         run_as: spec.run_as,
@@ -498,19 +514,35 @@ fn forwarded_set() -> SigSet {
     set
 }
 
-fn install_forwarding() -> Result<Vec<(Signal, SigAction)>, nix::errno::Errno> {
+/// Installs the forwarding handler for `signal`; returns the action it replaces.
+fn forward_one(signal: Signal) -> Result<SigAction, nix::errno::Errno> {
     let action = SigAction::new(
         SigHandler::SigAction(forward),
         SaFlags::SA_SIGINFO,
         SigSet::empty(),
     );
-    let mut previous = Vec::new();
-    for signal in FORWARDED {
-        // SAFETY: the handler only reads atomics and calls kill.
-        #[allow(unsafe_code)]
-        previous.push((*signal, unsafe { sigaction(*signal, &action) }?));
+    // SAFETY: the handler only reads atomics and calls kill.
+    #[allow(unsafe_code)]
+    unsafe {
+        sigaction(signal, &action)
     }
-    Ok(previous)
+}
+
+/// Installs the forwarding handlers; returns the actions they replace, to put back.
+fn install_forwarding() -> Result<Vec<(Signal, SigAction)>, nix::errno::Errno> {
+    FORWARDED
+        .iter()
+        .map(|signal| forward_one(*signal).map(|previous| (*signal, previous)))
+        .collect()
+}
+
+/// [`install_forwarding`] for the sandbox's init, a clone of a threaded process: it must not
+/// allocate (another thread may have held malloc's lock at the clone), so nothing is kept.
+fn install_forwarding_in_child() -> Result<(), nix::errno::Errno> {
+    for signal in FORWARDED {
+        forward_one(*signal)?;
+    }
+    Ok(())
 }
 
 /// Runs `spec` and waits for it.
@@ -738,7 +770,7 @@ fn child_main<'a>(
     // must not be pid 1: this process stays as init and forwards.
     FORWARD_KERNEL_SIGNALS.store(false, Ordering::SeqCst);
     FORWARD_TO_ALL.store(prepared.service, Ordering::SeqCst);
-    install_forwarding().map_err(|e| ("catch signals", e))?;
+    install_forwarding_in_child().map_err(|e| ("catch signals", e))?;
     wait_at_gate(gate).map_err(|e| ("wait for envkit", e))?;
     // Held back across the fork: one arriving now reaches the program once it exists (the
     // parent side passes it on), never a copy of this handler in the child.
@@ -749,9 +781,7 @@ fn child_main<'a>(
         None,
     )
     .map_err(|e| ("hold signals back", e))?;
-    // SAFETY: this process has one thread; the child only makes system calls and execs.
-    #[allow(unsafe_code)]
-    match unsafe { nix::unistd::fork() }.map_err(|e| ("start the program", e))? {
+    match fork_without_handlers().map_err(|e| ("start the program", e))? {
         nix::unistd::ForkResult::Child => {
             let Err((what, errno)) = program_main(prepared);
             let marker = if what == prepared.run_what.as_str() {
@@ -856,19 +886,24 @@ fn program_main(prepared: &Prepared) -> Result<Never, (&str, nix::errno::Errno)>
             no_new_privileges()?;
         }
         RunAs::User { uid, gid } => {
-            let group = nix::unistd::Gid::from_raw(gid);
-            let user = nix::unistd::Uid::from_raw(uid);
-            nix::unistd::setgroups(&[group]).map_err(|e| ("set the groups", e))?;
-            nix::unistd::setresgid(group, group, group).map_err(|e| ("become the user", e))?;
-            nix::unistd::setresuid(user, user, user).map_err(|e| ("become the user", e))?;
+            become_user(uid, gid)?;
             no_new_privileges()?;
         }
     }
     close_inherited_descriptors();
     let mut last = nix::errno::Errno::ENOENT;
     for program in &prepared.programs {
-        match nix::unistd::execve(program.as_c_str(), &prepared.argv, &prepared.environment) {
-            Ok(never) => match never {},
+        // SAFETY: both arrays are null-terminated and point into strings `prepared` owns.
+        #[allow(unsafe_code)]
+        let failed = unsafe {
+            nix::libc::execve(
+                program.as_ptr(),
+                prepared.argv_pointers.as_ptr(),
+                prepared.environment_pointers.as_ptr(),
+            )
+        };
+        match nix::errno::Errno::result(failed) {
+            Ok(_) => {}
             // A later PATH entry may still have it; "permission denied" is the better report
             // than a later "not found".
             Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => {}
@@ -902,6 +937,61 @@ fn close_inherited_descriptors() {
             }
         }
     }
+}
+
+/// `fork` as the bare system call. The init is a clone of a threaded envkit, so a lock another
+/// thread held at that moment (malloc's) stays locked in it, and libc's `fork`, which takes
+/// such locks for its handlers, could wait forever. The child only makes bare system calls
+/// (see [`become_user`]) and execs.
+fn fork_without_handlers() -> Result<nix::unistd::ForkResult, nix::errno::Errno> {
+    // SAFETY: clone with only SIGCHLD is fork; nothing of libc runs on either side.
+    #[allow(unsafe_code)]
+    let pid = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_clone,
+            nix::libc::c_long::from(nix::libc::SIGCHLD),
+            0 as nix::libc::c_long,
+            0 as nix::libc::c_long,
+            0 as nix::libc::c_long,
+            0 as nix::libc::c_long,
+        )
+    };
+    match pid {
+        -1 => Err(nix::errno::Errno::last()),
+        0 => Ok(nix::unistd::ForkResult::Child),
+        child => Ok(nix::unistd::ForkResult::Parent {
+            child: nix::unistd::Pid::from_raw(child as i32),
+        }),
+    }
+}
+
+/// Becomes `uid`:`gid` (with `gid` as the only group) by bare system calls: libc's wrappers
+/// would pass the change on to the other threads it believes this process has (it is a copy
+/// of a threaded envkit), taking locks that may never be free here.
+fn become_user(uid: u32, gid: u32) -> Result<(), (&'static str, nix::errno::Errno)> {
+    let groups = [gid];
+    // SAFETY: setgroups reads one gid from the array; the set*id calls take plain integers.
+    #[allow(unsafe_code)]
+    let outcome = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_setgroups,
+            1 as nix::libc::c_long,
+            groups.as_ptr(),
+        )
+    };
+    nix::errno::Errno::result(outcome).map_err(|e| ("set the groups", e))?;
+    for call in [nix::libc::SYS_setresgid, nix::libc::SYS_setresuid] {
+        let id = if call == nix::libc::SYS_setresgid {
+            gid
+        } else {
+            uid
+        };
+        // SAFETY: as above.
+        #[allow(unsafe_code)]
+        let outcome = unsafe { nix::libc::syscall(call, id, id, id) };
+        nix::errno::Errno::result(outcome).map_err(|e| ("become the user", e))?;
+    }
+    Ok(())
 }
 
 /// Tells envkit the namespaces are ready and waits until it lets the program start.
