@@ -258,6 +258,7 @@ mod tests {
             requested: false,
             essential: false,
             batch: 0,
+            group: 1,
         }
     }
 

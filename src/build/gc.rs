@@ -740,6 +740,7 @@ mod tests {
                 requested: true,
                 essential: false,
                 batch: 0,
+                group: 1,
             })
             .collect();
         crate::solve::lockfile::Lock {

@@ -27,7 +27,7 @@ use super::store::{LayerRecord, Store, StoreError};
 /// One layer of a built image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageLayer {
-    /// `base`, `packages`, `setup-1`, ...
+    /// `base`, `packages-1`, ..., `setup-1`, ...
     pub name: String,
     pub key: String,
     pub diff_id: String,
@@ -108,16 +108,18 @@ pub fn build(
     let plan = build_plan(inputs, store)?;
     let epoch = source_date_epoch(inputs.lock);
     // Only the `.deb`s of the package layers to build: a changed setup step needs none.
+    let groups = inputs.lock.groups();
     let needed: Vec<&LockedPackage> = plan
         .layers
         .iter()
         .filter(|layer| !layer.cached)
-        .filter_map(|layer| match layer.kind {
-            LayerKind::Base => Some(Layer::Base),
-            LayerKind::Packages => Some(Layer::Packages),
-            LayerKind::Setup(_) => None,
+        .flat_map(|layer| -> Vec<&LockedPackage> {
+            match layer.kind {
+                LayerKind::Base => inputs.lock.layer(Layer::Base).collect(),
+                LayerKind::Packages(group) => group_packages(&groups, group).to_vec(),
+                LayerKind::Setup(_) => Vec::new(),
+            }
         })
-        .flat_map(|layer| inputs.lock.layer(layer))
         .collect();
     if !needed.is_empty() {
         download(&needed, inputs.mirrors, inputs.cache_dir, &Fetcher::new())?;
@@ -140,7 +142,7 @@ pub fn build(
             match &planned.kind {
                 LayerKind::Base => build_base(&tree, inputs.lock, inputs.cache_dir, epoch, &log)
                     .map_err(layer_error)?,
-                LayerKind::Packages => {
+                LayerKind::Packages(group) => {
                     let scratch = OverlayScratch {
                         merged: build.scratch("merged"),
                         work: build.scratch("work"),
@@ -149,7 +151,7 @@ pub fn build(
                         &tree,
                         &scratch,
                         &top_first(&lowers),
-                        inputs.lock,
+                        group_packages(&groups, *group),
                         inputs.cache_dir,
                         epoch,
                         &log,
@@ -220,6 +222,17 @@ pub fn build(
 }
 
 /// Overlay wants the topmost lower layer first.
+/// The packages of one group of the lock's packages layer.
+fn group_packages<'a>(
+    groups: &'a [(u32, Vec<&'a LockedPackage>)],
+    group: u32,
+) -> &'a [&'a LockedPackage] {
+    groups
+        .iter()
+        .find(|(g, _)| *g == group)
+        .map_or(&[], |(_, packages)| packages.as_slice())
+}
+
 fn top_first(lowers: &[PathBuf]) -> Vec<PathBuf> {
     lowers.iter().rev().cloned().collect()
 }

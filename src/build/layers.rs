@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::sandbox::{Bind, Overlay, RunAs, SandboxNetwork, SandboxSpec};
-use crate::solve::lockfile::{Layer, Lock, LockedPackage};
+use crate::solve::lockfile::LockedPackage;
 
 use super::base::{BaseError, Dpkg, build_environment, clean};
 
@@ -16,12 +16,13 @@ pub struct OverlayScratch {
     pub work: PathBuf,
 }
 
-/// Installs the lock's packages layer into `upper`, over `lowers` (top first).
+/// Installs one group of the lock's packages layer into `upper`, over `lowers` (top first),
+/// which hold the groups below it.
 pub fn build_packages(
     upper: &Path,
     scratch: &OverlayScratch,
     lowers: &[PathBuf],
-    lock: &Lock,
+    packages: &[&LockedPackage],
     cache_dir: &Path,
     source_date_epoch: u64,
     log: &Path,
@@ -41,7 +42,7 @@ pub fn build_packages(
         log,
     };
     let mut batches: BTreeMap<u32, Vec<&LockedPackage>> = BTreeMap::new();
-    for package in lock.layer(Layer::Packages) {
+    for &package in packages {
         batches.entry(package.batch).or_default().push(package);
     }
     for (batch, packages) in &batches {

@@ -5,8 +5,10 @@
 //! rebuilds that layer and everything above it, and nothing below:
 //! - base: the release, the architecture, and every base-layer package's name, version and
 //!   SHA-256 (sorted by name). Two environments on one release share it.
-//! - packages: the base key and every packages-layer package's name, version and SHA-256.
-//!   Absent when the environment asks for nothing beyond the base.
+//! - packages-N, one per group of the lock's packages layer in order (see
+//!   `solve::locker::package_groups`): the parent key and every package of the group's name,
+//!   version and SHA-256. Appending a package to `packages` adds a group and so a layer on top;
+//!   the layers below keep their keys. None when the environment asks for nothing beyond the base.
 //! - setup, one per step in order: the parent key, the command, and each input file's path
 //!   (relative to the env file) and blake3 of its contents.
 //!
@@ -27,7 +29,8 @@ pub const RECIPE_VERSION: &str = "envkit-layer-v2";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LayerKind {
     Base,
-    Packages,
+    /// A group of the packages layer (from 1).
+    Packages(u32),
     /// The n-th `setup` step (from 0).
     Setup(usize),
 }
@@ -36,7 +39,7 @@ impl LayerKind {
     pub fn name(&self) -> String {
         match self {
             LayerKind::Base => "base".into(),
-            LayerKind::Packages => "packages".into(),
+            LayerKind::Packages(group) => format!("packages-{group}"),
             LayerKind::Setup(n) => format!("setup-{}", n + 1),
         }
     }
@@ -97,15 +100,13 @@ pub fn plan(
 ) -> Result<BuildPlan, PlanError> {
     let mut layers = Vec::new();
     let mut parent: Option<String> = None;
-    for (layer, kind) in [
-        (Layer::Base, LayerKind::Base),
-        (Layer::Packages, LayerKind::Packages),
-    ] {
-        let mut packages: Vec<&LockedPackage> = lock.layer(layer).collect();
-        if packages.is_empty() && layer == Layer::Packages {
-            continue;
-        }
-        packages.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut base: Vec<&LockedPackage> = lock.layer(Layer::Base).collect();
+    base.sort_by(|a, b| a.name.cmp(&b.name));
+    let groups = lock
+        .groups()
+        .into_iter()
+        .map(|(group, packages)| (LayerKind::Packages(group), packages));
+    for (kind, packages) in std::iter::once((LayerKind::Base, base)).chain(groups) {
         let mut hasher = keyed(parent.as_deref(), &kind);
         hasher.update(lock.release.as_bytes());
         hasher.update(b"\0");
@@ -116,7 +117,15 @@ pub fn plan(
                 hasher.update(field.as_bytes());
             }
         }
-        let summary = format!("{} packages", packages.len());
+        let requested: Vec<&str> = packages
+            .iter()
+            .filter(|p| p.requested && kind != LayerKind::Base)
+            .map(|p| p.name.as_str())
+            .collect();
+        let summary = match requested.as_slice() {
+            [] => format!("{} packages", packages.len()),
+            names => format!("{}: {} packages", names.join(" "), packages.len()),
+        };
         parent = Some(push(&mut layers, kind, hasher, parent, summary, store)?);
     }
     for (index, step) in setup.iter().enumerate() {
@@ -231,6 +240,7 @@ mod tests {
             requested: false,
             essential: false,
             batch: 0,
+            group: u32::from(layer == Layer::Packages),
         }
     }
 
@@ -253,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn adding_a_package_keeps_the_base_and_changes_the_rest() {
+    fn appending_a_package_adds_a_layer_and_keeps_those_below() {
         let store_dir = tempfile::tempdir().unwrap();
         let store = Store::new(store_dir.path());
         let project = tempfile::tempdir().unwrap();
@@ -264,6 +274,12 @@ mod tests {
         }];
         let mut packages = base();
         packages.push(package("python3", "3.11", Layer::Packages));
+        let names = |plan: &BuildPlan| {
+            plan.layers
+                .iter()
+                .map(|l| l.kind.name())
+                .collect::<Vec<_>>()
+        };
         let first = plan(
             &lock(packages.clone()),
             &setup,
@@ -272,28 +288,45 @@ mod tests {
             &store,
         )
         .unwrap();
-        assert_eq!(
-            first
-                .layers
-                .iter()
-                .map(|l| l.kind.name())
-                .collect::<Vec<_>>(),
-            ["base", "packages", "setup-1"]
-        );
+        assert_eq!(names(&first), ["base", "packages-1", "setup-1"]);
         assert!(!first.is_complete());
 
-        packages.push(package("git", "2.39", Layer::Packages));
-        let second = plan(&lock(packages), &setup, project.path(), "/work", &store).unwrap();
-        assert_eq!(first.layers[0].key, second.layers[0].key, "base shared");
-        assert_ne!(first.layers[1].key, second.layers[1].key);
-        assert_ne!(
-            first.layers[2].key, second.layers[2].key,
-            "setup sits on the new packages layer"
-        );
+        let mut git = package("git", "2.39", Layer::Packages);
+        git.group = 2;
+        git.requested = true;
+        packages.push(git);
+        let second = plan(
+            &lock(packages.clone()),
+            &setup,
+            project.path(),
+            "/work",
+            &store,
+        )
+        .unwrap();
         assert_eq!(
-            second.layers[2].parent.as_ref(),
-            Some(&second.layers[1].key)
+            names(&second),
+            ["base", "packages-1", "packages-2", "setup-1"]
         );
+        assert_eq!(second.layers[2].summary, "git: 1 packages");
+        assert_eq!(first.layers[0].key, second.layers[0].key, "base shared");
+        assert_eq!(
+            first.layers[1].key, second.layers[1].key,
+            "the first group kept"
+        );
+        assert_ne!(first.layers[2].key, second.layers[3].key);
+        assert_eq!(
+            second.layers[3].parent.as_ref(),
+            Some(&second.layers[2].key),
+            "setup sits on the new group"
+        );
+
+        // A change in a lower group rebuilds every group above it.
+        packages[2].version = "3.11.1".into();
+        packages[2].sha256 = "other".into();
+        let third = plan(&lock(packages), &setup, project.path(), "/work", &store).unwrap();
+        assert_eq!(first.layers[0].key, third.layers[0].key);
+        assert_ne!(second.layers[1].key, third.layers[1].key);
+        assert_ne!(second.layers[2].key, third.layers[2].key);
     }
 
     #[test]

@@ -84,7 +84,8 @@ fn describe(spec: &Spec) -> String {
 }
 
 /// The lock as DESIGN.md promises scripts: `{"release", "packages": [{"name", "version",
-/// "arch", "sha256", "layer", "requested"}]}`, plus the pool path and suite.
+/// "arch", "sha256", "layer", "requested"}]}`, plus the packages layer's group, the pool path
+/// and suite.
 fn lock_json(lock: &Lock) -> serde_json::Value {
     let packages: Vec<serde_json::Value> = lock
         .packages
@@ -96,6 +97,7 @@ fn lock_json(lock: &Lock) -> serde_json::Value {
                 "arch": p.architecture,
                 "sha256": p.sha256,
                 "layer": p.layer,
+                "group": p.group,
                 "requested": p.requested,
                 "suite": p.suite,
                 "path": p.path,

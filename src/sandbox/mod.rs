@@ -272,6 +272,15 @@ fn prepare(spec: &SandboxSpec) -> Result<Prepared, SandboxError> {
             overlay.upper.display(),
             overlay.work.display()
         );
+        // The kernel copies mount options from one page; longer ones fail with a bare EINVAL.
+        if options.len() >= 4096 {
+            return Err(SandboxError::Setup(format!(
+                "{} layers are too many for one overlay mount: their folders' names take {} bytes \
+                 of the 4095 the kernel allows (a shorter store path, or fewer setup steps, helps)",
+                lowers.len(),
+                options.len()
+            )));
+        }
         steps.push(MountStep {
             source: Some(c("overlay")?),
             target: c_path(root)?,
@@ -1108,6 +1117,43 @@ mod tests {
         let mut spec = spec.clone();
         spec.argv = vec!["sh".into(), "-c".into(), script.into()];
         run(&spec)
+    }
+
+    #[test]
+    fn an_overlay_too_long_for_the_kernel_is_refused_by_name() {
+        let lowers: Vec<PathBuf> = (0..40)
+            .map(|n| PathBuf::from(format!("/var/lib/envkit/store/layers-v1/{n:064}/tree")))
+            .collect();
+        let spec = SandboxSpec {
+            root: "/tmp/root".into(),
+            overlay: Some(Overlay {
+                lowers,
+                upper: "/tmp/upper".into(),
+                work: "/tmp/work".into(),
+            }),
+            binds: vec![],
+            tmpfs: vec![],
+            hostname: "h".into(),
+            network: SandboxNetwork::None,
+            environment: vec![],
+            workdir: "/".into(),
+            argv: vec!["true".into()],
+            log: None,
+            run_as: RunAs::Builder,
+            terminal: None,
+            forward_signals: false,
+            discard_syncs: false,
+            service: false,
+        };
+        let Err(error) = prepare(&spec) else {
+            panic!("40 long lower folders fit in a page");
+        };
+        assert!(
+            error
+                .to_string()
+                .contains("40 layers are too many for one overlay mount"),
+            "{error}"
+        );
     }
 
     #[test]

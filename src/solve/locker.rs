@@ -1,5 +1,5 @@
 //! From a release's index and the spec's request to a [`Lock`]: the base layer, the packages
-//! layer on top of it, install batches, and pins kept from the previous lock.
+//! layer on top of it split into groups, install batches, and pins kept from the previous lock.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,6 +15,11 @@ pub struct Inputs {
     pub packages: Vec<String>,
     pub recommends: bool,
 }
+
+/// Image layers the packages layer may be split into; later requested packages share the
+/// last. Each is one more lower folder in the overlays of builds and sessions, whose mount
+/// options must fit in a page.
+pub const MAX_PACKAGE_GROUPS: u32 = 16;
 
 /// Which locked versions may move.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +71,19 @@ pub fn lock(
     let packages = resolve::resolve(index, &request)?;
     let base_set: HashSet<PackageId> = base.packages.iter().copied().collect();
     let requested: HashSet<PackageId> = packages.requested.iter().copied().collect();
+    let own: Vec<PackageId> = packages
+        .packages
+        .iter()
+        .copied()
+        .filter(|id| !base_set.contains(id))
+        .collect();
+    let groups = package_groups(
+        index,
+        &base.packages,
+        &own,
+        &packages.requested,
+        inputs.recommends,
+    );
     let mut locked = Vec::new();
     for (layer, members) in [
         (Layer::Base, &base.packages),
@@ -89,6 +107,10 @@ pub fn lock(
                 requested: requested.contains(&id),
                 essential: essential.contains(&id),
                 batch: batches.get(&id).copied().unwrap_or(0),
+                group: match layer {
+                    Layer::Base => 0,
+                    Layer::Packages => groups.get(&id).copied().unwrap_or(1),
+                },
             });
         }
     }
@@ -101,6 +123,61 @@ pub fn lock(
         indexes,
         packages: locked,
     })
+}
+
+/// The group of each of the environment's own packages: walking from each requested package in
+/// the order written, group n holds what the n-th one needs that neither the base nor a lower
+/// group has. Appending a package to `packages` leaves the groups below it as they were, so its
+/// image keeps their layers; one that no walk reaches (none should) joins the last group.
+fn package_groups(
+    index: &Index,
+    base: &[PackageId],
+    own: &[PackageId],
+    requested: &[PackageId],
+    recommends: bool,
+) -> HashMap<PackageId, u32> {
+    let own_set: HashSet<PackageId> = own.iter().copied().collect();
+    let mut group_of: HashMap<PackageId, u32> = HashMap::new();
+    let mut next = 1;
+    for &root in requested {
+        if !own_set.contains(&root) || group_of.contains_key(&root) {
+            continue;
+        }
+        let group = next.min(MAX_PACKAGE_GROUPS);
+        next += 1;
+        group_of.insert(root, group);
+        let mut walk = vec![root];
+        while let Some(id) = walk.pop() {
+            let package = index.package(id);
+            let followed = [
+                Some(&package.pre_depends),
+                Some(&package.depends),
+                recommends.then_some(&package.recommends),
+            ];
+            for alternatives in followed.into_iter().flatten().flatten() {
+                let meets = |candidate: &PackageId| {
+                    alternatives.iter().any(|d| index.satisfies(*candidate, d))
+                };
+                if base.iter().any(meets) || group_of.keys().any(meets) {
+                    continue;
+                }
+                let provider = alternatives.iter().find_map(|dependency| {
+                    own.iter()
+                        .copied()
+                        .find(|candidate| index.satisfies(*candidate, dependency))
+                });
+                if let Some(provider) = provider {
+                    group_of.insert(provider, group);
+                    walk.push(provider);
+                }
+            }
+        }
+    }
+    let last = (next - 1).clamp(1, MAX_PACKAGE_GROUPS);
+    for &id in own {
+        group_of.entry(id).or_insert(last);
+    }
+    group_of
 }
 
 /// The dpkg batch of each package of a layer: dpkg configures a package only after its
@@ -305,6 +382,127 @@ SHA256: 06
                 .filter(|p| p.layer == Layer::Packages)
                 .count(),
             3
+        );
+    }
+
+    const TOOLS: &str = "\
+Package: python3-pluggy
+Version: 1.0
+Architecture: all
+Depends: python3
+Filename: pool/p/python3-pluggy.deb
+Size: 1
+SHA256: 21
+
+Package: python3-pytest
+Version: 7.2
+Architecture: all
+Depends: python3, python3-pluggy
+Filename: pool/p/python3-pytest.deb
+Size: 1
+SHA256: 22
+
+Package: libonig5
+Version: 6.9
+Architecture: amd64
+Depends: libc6
+Filename: pool/o/libonig5.deb
+Size: 1
+SHA256: 23
+
+Package: libjq1
+Version: 1.6
+Architecture: amd64
+Depends: libonig5, libc6
+Filename: pool/j/libjq1.deb
+Size: 1
+SHA256: 24
+
+Package: jq
+Version: 1.6
+Architecture: amd64
+Depends: libjq1 (= 1.6), libc6
+Filename: pool/j/jq.deb
+Size: 1
+SHA256: 25
+";
+
+    fn groups_of(names: &[&str], extra: &str) -> Vec<(u32, Vec<String>)> {
+        let mut index = fresh_index();
+        index.add_packages("bookworm", TOOLS);
+        index.add_packages("bookworm", extra);
+        let lock = lock(
+            &mut index,
+            Vec::new(),
+            &inputs(names),
+            None,
+            &Update::Nothing,
+        )
+        .unwrap();
+        assert!(lock.layer(Layer::Base).all(|p| p.group == 0));
+        lock.groups()
+            .into_iter()
+            .map(|(g, p)| (g, p.iter().map(|p| p.name.clone()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn each_requested_package_gets_the_group_of_what_it_adds() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            groups_of(&["python3-pytest", "python3", "bash", "jq"], ""),
+            [
+                (
+                    1,
+                    names(&[
+                        "python3",
+                        "python3-minimal",
+                        "python3-pluggy",
+                        "python3-pytest",
+                        "python3.11-minimal"
+                    ])
+                ),
+                (2, names(&["jq", "libjq1", "libonig5"])),
+            ],
+            "python3 came with pytest and bash with the base: neither has a group"
+        );
+        let before = groups_of(&["python3", "python3-pytest"], "");
+        let after = groups_of(&["python3", "python3-pytest", "jq"], "");
+        assert_eq!(before.len(), 2);
+        assert_eq!(
+            after[..2],
+            before[..],
+            "appending leaves the groups below alone"
+        );
+        assert_eq!(after[2], (3, names(&["jq", "libjq1", "libonig5"])));
+    }
+
+    #[test]
+    fn groups_stop_at_the_cap_and_the_rest_share_the_last() {
+        let leaves: String = (0..20)
+            .map(|n| {
+                format!(
+                    "Package: leaf{n:02}\nVersion: 1\nArchitecture: all\nFilename: pool/l/leaf{n:02}.deb\nSize: 1\nSHA256: {n:02}\n\n"
+                )
+            })
+            .collect();
+        let names: Vec<String> = (0..20).map(|n| format!("leaf{n:02}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let groups = groups_of(&names, &leaves);
+        assert_eq!(groups.len(), MAX_PACKAGE_GROUPS as usize);
+        assert_eq!(groups[0].1, ["leaf00"]);
+        assert_eq!(
+            groups.last().unwrap(),
+            &(
+                MAX_PACKAGE_GROUPS,
+                vec![
+                    "leaf15".into(),
+                    "leaf16".into(),
+                    "leaf17".into(),
+                    "leaf18".into(),
+                    "leaf19".into()
+                ]
+            )
         );
     }
 

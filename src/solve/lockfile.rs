@@ -6,7 +6,8 @@
 //! text), and checkable without a solve (`satisfies` compares it with the spec).
 //!
 //! Format versions:
-//! - 1: the first format.
+//! - 1: the first format. `group=` on packages-layer packages came later and is optional:
+//!   a lock without it installs all its own packages as one group.
 
 use std::fmt::Write as _;
 
@@ -65,6 +66,10 @@ pub struct LockedPackage {
     pub essential: bool,
     /// Install batch within the layer: a package's Pre-Depends are configured in an earlier one.
     pub batch: u32,
+    /// Packages layer only: which of its image layers (from 1) installs the package. Group n
+    /// holds what the n-th requested package adds to the groups below it, so appending a
+    /// package to `packages` adds a layer instead of changing one. 0 in the base layer.
+    pub group: u32,
 }
 
 /// The parsed `env.lock`.
@@ -189,6 +194,22 @@ impl Lock {
         self.packages.iter().filter(move |p| p.layer == layer)
     }
 
+    /// The packages layer's groups in install order, each with its packages (by name).
+    pub fn groups(&self) -> Vec<(u32, Vec<&LockedPackage>)> {
+        let mut groups: std::collections::BTreeMap<u32, Vec<&LockedPackage>> =
+            std::collections::BTreeMap::new();
+        for package in self.layer(Layer::Packages) {
+            groups.entry(package.group).or_default().push(package);
+        }
+        groups
+            .into_iter()
+            .map(|(group, mut packages)| {
+                packages.sort_by(|a, b| a.name.cmp(&b.name));
+                (group, packages)
+            })
+            .collect()
+    }
+
     /// The lock as text. Deterministic: the same lock always renders the same bytes.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -234,6 +255,9 @@ impl Lock {
                 quote(p.layer.as_str()),
                 p.batch
             );
+            if p.layer == Layer::Packages {
+                let _ = write!(out, " group={}", p.group);
+            }
             if p.essential {
                 out.push_str(" essential=#true");
             }
@@ -290,6 +314,13 @@ impl Lock {
                     sha256: fields.string("sha256")?,
                 }),
                 "package" => lock.packages.push(LockedPackage {
+                    group: match fields.property("group") {
+                        None => 1,
+                        Some(_) => u32::try_from(fields.integer("group")?)
+                            .ok()
+                            .filter(|g| *g >= 1)
+                            .ok_or_else(|| fields.invalid("`group` must be 1 or more"))?,
+                    },
                     name: fields.string_argument()?,
                     version: fields.string("version")?,
                     architecture: fields.string("arch")?,
@@ -327,6 +358,11 @@ impl Lock {
                     line: 1,
                     message: "no `version` node".into(),
                 });
+            }
+        }
+        for package in &mut lock.packages {
+            if package.layer == Layer::Base {
+                package.group = 0;
             }
         }
         if lock.release.is_empty() {
@@ -456,6 +492,7 @@ mod tests {
             requested,
             essential: layer == Layer::Base,
             batch,
+            group: u32::from(layer == Layer::Packages),
         };
         Lock {
             release: "bookworm".into(),
@@ -497,7 +534,48 @@ mod tests {
             parsed
                 .packages
                 .iter()
-                .any(|p| p.name == "python3" && p.requested && p.batch == 2)
+                .any(|p| p.name == "python3" && p.requested && p.batch == 2 && p.group == 1)
+        );
+    }
+
+    #[test]
+    fn groups_are_kept_and_older_locks_are_one_group() {
+        let mut lock = sample();
+        for package in &mut lock.packages {
+            if package.name == "git" {
+                package.group = 2;
+            }
+        }
+        let text = lock.render();
+        assert!(
+            text.contains("layer=\"packages\" batch=0 group=2"),
+            "{text}"
+        );
+        let parsed = Lock::parse(&text).unwrap();
+        let groups: Vec<(u32, Vec<&str>)> = parsed
+            .groups()
+            .into_iter()
+            .map(|(g, p)| (g, p.iter().map(|p| p.name.as_str()).collect()))
+            .collect();
+        assert_eq!(groups, [(1, vec!["python3"]), (2, vec!["git"])]);
+
+        let without = text.replace(" group=2", "").replace(" group=1", "");
+        let parsed = Lock::parse(&without).unwrap();
+        assert_eq!(parsed.groups().len(), 1, "a lock from before groups");
+        assert_eq!(
+            parsed
+                .packages
+                .iter()
+                .find(|p| p.name == "bash")
+                .unwrap()
+                .group,
+            0
+        );
+
+        let error = Lock::parse(&text.replace("group=2", "group=0")).unwrap_err();
+        assert!(
+            error.to_string().contains("`group` must be 1 or more"),
+            "{error}"
         );
     }
 

@@ -101,10 +101,11 @@ fn gc_after_adding_a_package_frees_the_old_layer_and_image() {
     let build = env_in(project.path(), store.path(), &shared_cache(), &["build"]);
     assert_eq!(build.code, Some(0), "{}", build.transcript());
     let old = image_json(project.path(), store.path());
-    let old_packages = layer_key(&old, "packages");
+    let old_packages = layer_key(&old, "packages-1");
     let base = layer_key(&old, "base");
 
-    std::fs::write(project.path().join("env.kdl"), env("\"jq\" \"tree\"")).unwrap();
+    // Put first, tree takes the first packages layer and jq's is built anew on top of it.
+    std::fs::write(project.path().join("env.kdl"), env("\"tree\" \"jq\"")).unwrap();
     let build = env_in(project.path(), store.path(), &shared_cache(), &["build"]);
     assert_eq!(build.code, Some(0), "{}", build.transcript());
     let new = image_json(project.path(), store.path());
@@ -123,7 +124,7 @@ fn gc_after_adding_a_package_frees_the_old_layer_and_image() {
     assert_eq!(dry.code, Some(0), "{}", dry.transcript());
     assert!(
         dry.stderr.contains(&format!(
-            "would delete packages layer {}",
+            "would delete packages-1 layer {}",
             &old_packages[..12]
         )),
         "{}",
@@ -156,7 +157,7 @@ fn gc_after_adding_a_package_frees_the_old_layer_and_image() {
     );
     assert!(!layers.join(&old_packages).exists(), "{}", gc.stderr);
     assert!(layers.join(&base).join("tree").is_dir());
-    assert!(layers.join(layer_key(&new, "packages")).is_dir());
+    assert!(layers.join(layer_key(&new, "packages-2")).is_dir());
     let images = env_in(
         project.path(),
         store.path(),
@@ -189,7 +190,7 @@ fn gc_after_adding_a_package_frees_the_old_layer_and_image() {
     let last = env_in(store.path(), store.path(), cache.path(), &["gc"]);
     assert_eq!(last.code, Some(0), "{}", last.transcript());
     assert!(
-        last.stderr.contains("freed 2 layers, 1 image"),
+        last.stderr.contains("freed 3 layers, 1 image"),
         "{}",
         last.stderr
     );

@@ -80,8 +80,13 @@ fn lock_writes_a_complete_lock_and_check_agrees() {
     assert!(lock.contains("index \"bookworm\" date=\"Sat, 01 Nov 2025 00:00:00 UTC\" path=\"main/binary-amd64/Packages.gz\""), "{lock}");
     assert!(lock.contains("package \"git\" version=\"1:2.39.5-0+deb12u1\" arch=\"amd64\" suite=\"bookworm\" path=\"pool/git_1%3a2.39.5-0+deb12u1_amd64.deb\""), "{lock}");
     assert!(
-        lock.contains("layer=\"packages\" batch=1 requested=#true"),
-        "python3 after python3-minimal: {lock}"
+        lock.contains("layer=\"packages\" batch=1 group=1 requested=#true"),
+        "python3 after python3-minimal, in the first group: {lock}"
+    );
+    assert!(
+        lock.lines()
+            .any(|l| l.starts_with("package \"git\"") && l.contains(" group=2 ")),
+        "git has the second group: {lock}"
     );
     assert!(lock.contains("package \"bash\""), "{lock}");
     assert!(!lock.contains("package \"perl-base\""), "{lock}");
