@@ -48,7 +48,7 @@ pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
         for layer in &plan.layers {
             let state = if layer.cached { "cached" } else { "to build" };
             eprintln!(
-                "{:<10} {:<9} {}  {}",
+                "{:<11} {:<9} {}  {}",
                 layer.kind.name(),
                 state,
                 &layer.key[..12],
@@ -68,7 +68,7 @@ fn report(image: &Image) {
     eprintln!("image {}  id {}", image.name, image.id);
     for layer in &image.layers {
         eprintln!(
-            "  {:<10} {:>9}  {}",
+            "  {:<11} {:>9}  {}",
             layer.name,
             human_bytes(layer.size),
             layer.diff_id

@@ -33,10 +33,10 @@ pub fn run(file: Option<&Path>) -> Result<(), Failure> {
             source,
         })?;
         if digest.diff_id == layer.diff_id {
-            eprintln!("ok       {:<10} {}", layer.name, layer.diff_id);
+            eprintln!("ok       {:<11} {}", layer.name, layer.diff_id);
         } else {
             eprintln!(
-                "CHANGED  {:<10} recorded {}, tree gives {}",
+                "CHANGED  {:<11} recorded {}, tree gives {}",
                 layer.name, layer.diff_id, digest.diff_id
             );
             damaged.push(layer.name.clone());
