@@ -21,6 +21,7 @@ use super::base::{BaseError, build_base, source_date_epoch};
 use super::download::{DownloadError, download};
 use super::layer_tar::{LayerTarError, TarOptions, layer_digest};
 use super::layers::{OverlayScratch, build_packages, build_setup};
+use super::members::{self, MembersError};
 use super::plan::{BuildPlan, LayerKind, PlanError, plan};
 use super::store::{LayerRecord, Store, StoreError};
 
@@ -64,6 +65,8 @@ pub enum BuildError {
         #[source]
         source: LayerTarError,
     },
+    #[error(transparent)]
+    Members(#[from] MembersError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -188,6 +191,7 @@ pub fn build(
                 layer: name.clone(),
                 source,
             })?;
+            members::write(&build.members_path(), &digest.members)?;
             let record = LayerRecord {
                 key: planned.key.clone(),
                 diff_id: digest.diff_id,

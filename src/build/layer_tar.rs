@@ -109,6 +109,17 @@ pub struct LayerDigest {
     pub size: u64,
     /// Members of the tar, PAX extended headers not counted.
     pub entries: u64,
+    /// Each member's path and a digest of every byte the tar holds for it (PAX header, header,
+    /// contents), in tar order: what tells `env verify` which files changed.
+    pub members: Vec<MemberDigest>,
+}
+
+/// One member of a layer tar: its path (bytes, as in the tar) and the first 128 bits of
+/// blake3 of its bytes in the tar, so a change in contents, mode, owner or link shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDigest {
+    pub path: Vec<u8>,
+    pub digest: [u8; 16],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +175,8 @@ pub fn write_layer_tar(
             out: BufWriter::with_capacity(64 * 1024, out),
             hasher: Sha256::new(),
             size: 0,
+            member: None,
+            members: Vec::new(),
         },
         first_paths: HashMap::new(),
         chunk: vec![0; 256 * 1024],
@@ -231,10 +244,30 @@ struct Sink<W: Write> {
     out: BufWriter<W>,
     hasher: Sha256,
     size: u64,
+    /// The member being written and the hash of its bytes so far.
+    member: Option<(Vec<u8>, blake3::Hasher)>,
+    members: Vec<MemberDigest>,
 }
 
 impl<W: Write> Sink<W> {
+    /// Ends the member being written; what follows belongs to the member at `path`.
+    fn begin_member(&mut self, path: &[u8]) {
+        self.end_member();
+        self.member = Some((path.to_vec(), blake3::Hasher::new()));
+    }
+
+    fn end_member(&mut self) {
+        if let Some((path, hasher)) = self.member.take() {
+            let mut digest = [0; 16];
+            digest.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+            self.members.push(MemberDigest { path, digest });
+        }
+    }
+
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some((_, hasher)) = &mut self.member {
+            hasher.update(bytes);
+        }
         self.hasher.update(bytes);
         self.size += bytes.len() as u64;
         self.out.write_all(bytes)
@@ -467,6 +500,7 @@ impl<W: Write> LayerWriter<'_, W> {
 
     /// Writes one member's header block, preceded by a PAX extended header when needed.
     fn entry(&mut self, header: &Header) -> Result<(), LayerTarError> {
+        self.sink.begin_member(header.path);
         let mut records: Vec<(&[u8], Vec<u8>)> = Vec::new();
         let mut binary = false;
         if header.path.len() > NAME_LEN {
@@ -541,6 +575,7 @@ impl<W: Write> LayerWriter<'_, W> {
     }
 
     fn finish(mut self) -> Result<LayerDigest, LayerTarError> {
+        self.sink.end_member();
         self.sink.write(&ZEROS).map_err(write_error(self.root))?;
         self.sink.out.flush().map_err(write_error(self.root))?;
         let digest = self.sink.hasher.finalize();
@@ -554,6 +589,7 @@ impl<W: Write> LayerWriter<'_, W> {
             diff_id,
             size: self.sink.size,
             entries: self.entries,
+            members: self.sink.members,
         })
     }
 

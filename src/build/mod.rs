@@ -2,7 +2,7 @@
 //!
 //! [`image::build`] is the entry point: [`plan`] keys the layers, [`download`] fetches the
 //! `.deb`s, [`base`] and [`layers`] build what the [`store`] lacks, [`layer_tar`] gives each
-//! its diff_id. Around it: [`roots`] and [`gc`] (what to keep), [`export`] (OCI archives),
+//! its diff_id and [`members`] the list `env verify` names changed files from. Around it: [`roots`] and [`gc`] (what to keep), [`export`] (OCI archives),
 //! [`shortcut`] (a project's image found again without re-planning).
 pub mod base;
 pub mod deb;
@@ -12,6 +12,7 @@ pub mod gc;
 pub mod image;
 pub mod layer_tar;
 pub mod layers;
+pub mod members;
 pub mod plan;
 pub mod roots;
 pub mod shortcut;

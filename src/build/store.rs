@@ -3,6 +3,7 @@
 //! ```text
 //! <store>/layers-v1/<key>/tree/        the layer, unpacked, mounted read-only by sessions
 //! <store>/layers-v1/<key>/layer.json   its diff_id, size and what it was built from
+//! <store>/layers-v1/<key>/members.zst  each tar member's path and digest (`build::members`)
 //! <store>/tmp/<key>.<pid>/             a layer being built (never under a real name)
 //! <store>/locks/<key>.lock             serialises builders of the same layer
 //! ```
@@ -16,6 +17,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+const MEMBERS: &str = "members.zst";
 
 /// What `layer.json` records about a finished layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +96,11 @@ impl Store {
         self.layer_dir(key).join("tree")
     }
 
+    /// The member list of a finished layer (absent in layers built before lists existed).
+    pub fn members_path(&self, key: &str) -> PathBuf {
+        self.layer_dir(key).join(MEMBERS)
+    }
+
     /// The record of a finished layer, or `None` when the store does not have it.
     pub fn layer(&self, key: &str) -> Result<Option<LayerRecord>, StoreError> {
         read_record(&self.layer_dir(key).join("layer.json"))
@@ -159,6 +167,11 @@ impl LayerBuild {
         self.temporary.join("tree")
     }
 
+    /// Where the layer's member list goes before it is published.
+    pub fn members_path(&self) -> PathBuf {
+        self.temporary.join(MEMBERS)
+    }
+
     /// A scratch path beside the tree (overlay mount points, logs), gone when the build ends.
     pub fn scratch(&self, name: &str) -> PathBuf {
         let path = self.temporary.join(name);
@@ -168,12 +181,12 @@ impl LayerBuild {
 
     /// Records the layer and moves it under its real name in one rename.
     pub fn publish(self, record: &LayerRecord) -> Result<(), StoreError> {
-        // Only the tree and its record are kept.
+        // Only the tree, its member list and its record are kept.
         for entry in std::fs::read_dir(&self.temporary)
             .map_err(io(&self.temporary))?
             .flatten()
         {
-            if entry.file_name() != "tree" {
+            if entry.file_name() != "tree" && entry.file_name() != MEMBERS {
                 remove_tree(&entry.path())?;
             }
         }

@@ -49,7 +49,7 @@ pub enum Command {
     Build(build::BuildArgs),
     /// List built images.
     Images(images::ImagesArgs),
-    /// Recompute every layer's digest and report what differs.
+    /// Recompute every layer's digest and name the files that changed since the build.
     Verify,
     /// Open an interactive shell in the environment.
     Shell {

@@ -5,6 +5,7 @@ use std::path::Path;
 use super::{Failure, load_spec};
 use crate::build::image::BuildError;
 use crate::build::layer_tar::{TarOptions, layer_digest};
+use crate::build::members::{self, Differences};
 use crate::build::store::Store;
 
 pub fn run(file: Option<&Path>) -> Result<(), Failure> {
@@ -39,6 +40,15 @@ pub fn run(file: Option<&Path>) -> Result<(), Failure> {
                 "CHANGED  {:<11} recorded {}, tree gives {}",
                 layer.name, layer.diff_id, digest.diff_id
             );
+            match members::read(&store.members_path(&layer.key)) {
+                Ok(Some(recorded)) => {
+                    print_differences(&members::compare(&recorded, &digest.members));
+                }
+                Ok(None) => eprintln!(
+                    "         (this layer was built without a member list, so its files cannot be named)"
+                ),
+                Err(error) => eprintln!("         ({error}, so its files cannot be named)"),
+            }
             damaged.push(layer.name.clone());
         }
     }
@@ -54,4 +64,25 @@ pub fn run(file: Option<&Path>) -> Result<(), Failure> {
         ),
         reasons: Vec::new(),
     })
+}
+
+/// The files that differ, at most `SHOWN` of each kind.
+fn print_differences(differences: &Differences) {
+    const SHOWN: usize = 20;
+    if differences.is_empty() {
+        // The same members with the same bytes give the same tar: only the list can be stale.
+        eprintln!("         (every file matches the layer's member list)");
+    }
+    for (label, paths) in [
+        ("changed", &differences.changed),
+        ("added", &differences.added),
+        ("removed", &differences.removed),
+    ] {
+        for path in paths.iter().take(SHOWN) {
+            eprintln!("         {label:<8} {path}");
+        }
+        if paths.len() > SHOWN {
+            eprintln!("         ... and {} more {label}", paths.len() - SHOWN);
+        }
+    }
 }

@@ -380,4 +380,10 @@ fn a_killed_build_leaves_only_whole_layers_and_the_next_build_continues() {
         "{}",
         verify.stderr
     );
+    assert!(
+        verify.stderr.contains("changed  /usr/bin/jq\n"),
+        "the changed file is named: {}",
+        verify.stderr
+    );
+    assert!(!verify.stderr.contains("added "), "{}", verify.stderr);
 }
