@@ -225,7 +225,6 @@ pub fn build(
     Ok(image)
 }
 
-/// Overlay wants the topmost lower layer first.
 /// The packages of one group of the lock's packages layer.
 fn group_packages<'a>(
     groups: &'a [(u32, Vec<&'a LockedPackage>)],
@@ -237,6 +236,7 @@ fn group_packages<'a>(
         .map_or(&[], |(_, packages)| packages.as_slice())
 }
 
+/// Overlay wants the topmost lower layer first.
 fn top_first(lowers: &[PathBuf]) -> Vec<PathBuf> {
     lowers.iter().rev().cloned().collect()
 }

@@ -276,7 +276,8 @@ fn prepare(spec: &SandboxSpec) -> Result<Prepared, SandboxError> {
         if options.len() >= 4096 {
             return Err(SandboxError::Setup(format!(
                 "{} layers are too many for one overlay mount: their folders' names take {} bytes \
-                 of the 4095 the kernel allows (a shorter store path, or fewer setup steps, helps)",
+                 of the 4095 the kernel allows (a shorter store path, set by ENVKIT_STORE_DIR, or \
+                 fewer setup steps helps; packages take at most 16 layers)",
                 lowers.len(),
                 options.len()
             )));

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::index::{Group, Index, PackageId};
 use super::lockfile::{Layer, Lock, LockedIndex, LockedPackage};
-use super::resolve::{self, Request, ResolveError};
+use super::resolve::{self, Request, Resolution, ResolveError};
 
 /// What the spec asks of the solver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,23 +77,43 @@ pub fn lock(
         .copied()
         .filter(|id| !base_set.contains(id))
         .collect();
-    let groups = package_groups(
-        index,
-        &base.packages,
-        &own,
-        &packages.requested,
-        inputs.recommends,
-    );
+    let groups = package_groups(&own, &packages);
     let mut locked = Vec::new();
-    for (layer, members) in [
-        (Layer::Base, &base.packages),
-        (Layer::Packages, &packages.packages),
+    let base_batches = install_batches(&base.packages, |id| {
+        let package = index.package(id);
+        let in_base = |group: &Group| {
+            base.packages
+                .iter()
+                .copied()
+                .find(|candidate| group.iter().any(|d| index.satisfies(*candidate, d)))
+        };
+        (
+            package.pre_depends.iter().filter_map(in_base).collect(),
+            package.depends.iter().filter_map(in_base).collect(),
+        )
+    });
+    // Each group is installed by dpkg runs of its own over the groups below, so a package is
+    // ordered only after what met its relations in its own group.
+    let own_batches = install_batches(&own, |id| {
+        let group = groups.get(&id);
+        let same_group = |met: &Vec<PackageId>| -> Vec<PackageId> {
+            met.iter()
+                .copied()
+                .filter(|m| groups.get(m) == group)
+                .collect()
+        };
+        packages
+            .met_by
+            .get(&id)
+            .map_or_else(Default::default, |met| {
+                (same_group(&met.pre_depends), same_group(&met.depends))
+            })
+    });
+    for (layer, members, batches) in [
+        (Layer::Base, &base.packages, &base_batches),
+        (Layer::Packages, &own, &own_batches),
     ] {
-        let batches = install_batches(index, members);
         for &id in members {
-            if layer == Layer::Packages && base_set.contains(&id) {
-                continue;
-            }
             let package = index.package(id);
             locked.push(LockedPackage {
                 name: index.name(package.name).to_string(),
@@ -125,21 +145,18 @@ pub fn lock(
     })
 }
 
-/// The group of each of the environment's own packages: walking from each requested package in
-/// the order written, group n holds what the n-th one needs that neither the base nor a lower
-/// group has. Appending a package to `packages` leaves the groups below it as they were, so its
-/// image keeps their layers; one that no walk reaches (none should) joins the last group.
-fn package_groups(
-    index: &Index,
-    base: &[PackageId],
-    own: &[PackageId],
-    requested: &[PackageId],
-    recommends: bool,
-) -> HashMap<PackageId, u32> {
+/// The group of each of the environment's own packages: following the providers the resolver
+/// chose from each requested package in the order written, group n holds what the n-th one
+/// needs that no lower group has (the base is not followed: it is below every group). So a
+/// package's relations are met at or below its group, and appending a package to `packages`
+/// leaves the groups below it as they were, unless the new package changes the resolution of
+/// an earlier one (it may meet an earlier one's alternative, as with apt). Every chosen package
+/// is reached from a requested one; one that is not would join the last group.
+fn package_groups(own: &[PackageId], resolution: &Resolution) -> HashMap<PackageId, u32> {
     let own_set: HashSet<PackageId> = own.iter().copied().collect();
     let mut group_of: HashMap<PackageId, u32> = HashMap::new();
     let mut next = 1;
-    for &root in requested {
+    for &root in &resolution.requested {
         if !own_set.contains(&root) || group_of.contains_key(&root) {
             continue;
         }
@@ -148,25 +165,16 @@ fn package_groups(
         group_of.insert(root, group);
         let mut walk = vec![root];
         while let Some(id) = walk.pop() {
-            let package = index.package(id);
-            let followed = [
-                Some(&package.pre_depends),
-                Some(&package.depends),
-                recommends.then_some(&package.recommends),
-            ];
-            for alternatives in followed.into_iter().flatten().flatten() {
-                let meets = |candidate: &PackageId| {
-                    alternatives.iter().any(|d| index.satisfies(*candidate, d))
-                };
-                if base.iter().any(meets) || group_of.keys().any(meets) {
-                    continue;
-                }
-                let provider = alternatives.iter().find_map(|dependency| {
-                    own.iter()
-                        .copied()
-                        .find(|candidate| index.satisfies(*candidate, dependency))
-                });
-                if let Some(provider) = provider {
+            let Some(met) = resolution.met_by.get(&id) else {
+                continue;
+            };
+            let providers = met
+                .pre_depends
+                .iter()
+                .chain(&met.depends)
+                .chain(&met.recommends);
+            for &provider in providers {
+                if own_set.contains(&provider) && !group_of.contains_key(&provider) {
                     group_of.insert(provider, group);
                     walk.push(provider);
                 }
@@ -180,33 +188,25 @@ fn package_groups(
     group_of
 }
 
-/// The dpkg batch of each package of a layer: dpkg configures a package only after its
-/// Pre-Depends are configured, so a package goes one batch after its Pre-Depends and no
-/// earlier than its Depends (which dpkg orders itself within one call).
-fn install_batches(index: &Index, members: &[PackageId]) -> HashMap<PackageId, u32> {
+/// The dpkg batch of each package of one dpkg install: dpkg configures a package only after
+/// its Pre-Depends are configured, so a package goes one batch after its Pre-Depends and no
+/// earlier than its Depends (which dpkg orders itself within one call). `met_by` gives a
+/// package's (Pre-Depends, Depends) among `members`.
+fn install_batches(
+    members: &[PackageId],
+    met_by: impl Fn(PackageId) -> (Vec<PackageId>, Vec<PackageId>),
+) -> HashMap<PackageId, u32> {
     let set: HashSet<PackageId> = members.iter().copied().collect();
-    let provider_in_layer = |group: &Group| -> Option<PackageId> {
-        members.iter().copied().find(|candidate| {
-            set.contains(candidate) && group.iter().any(|d| index.satisfies(*candidate, d))
-        })
-    };
     let edges: HashMap<PackageId, (Vec<PackageId>, Vec<PackageId>)> = members
         .iter()
         .map(|&id| {
-            let package = index.package(id);
-            let pre: Vec<PackageId> = package
-                .pre_depends
-                .iter()
-                .filter_map(provider_in_layer)
-                .filter(|d| *d != id)
-                .collect();
-            let plain: Vec<PackageId> = package
-                .depends
-                .iter()
-                .filter_map(provider_in_layer)
-                .filter(|d| *d != id)
-                .collect();
-            (id, (pre, plain))
+            let (pre, plain) = met_by(id);
+            let keep = |list: Vec<PackageId>| -> Vec<PackageId> {
+                list.into_iter()
+                    .filter(|d| *d != id && set.contains(d))
+                    .collect()
+            };
+            (id, (keep(pre), keep(plain)))
         })
         .collect();
     let mut batch: HashMap<PackageId, u32> = members.iter().map(|&id| (id, 0)).collect();
@@ -440,10 +440,166 @@ SHA256: 25
         )
         .unwrap();
         assert!(lock.layer(Layer::Base).all(|p| p.group == 0));
+        assert_installable_group_by_group(&index, &lock);
         lock.groups()
             .into_iter()
             .map(|(g, p)| (g, p.iter().map(|p| p.name.clone()).collect()))
             .collect()
+    }
+
+    /// What dpkg needs when it installs each group's batches in order over the base and the
+    /// groups below: every Pre-Depends met by the base, a lower group, or an earlier batch of
+    /// the group; every Depends by the base, a lower group, or the same or an earlier batch.
+    fn assert_installable_group_by_group(index: &Index, lock: &Lock) {
+        let locked: HashMap<PackageId, &LockedPackage> = lock
+            .packages
+            .iter()
+            .map(|p| {
+                let name = index.name_id(&p.name).unwrap();
+                (index.by_name(name).unwrap(), p)
+            })
+            .collect();
+        for (&id, package) in &locked {
+            if package.layer == Layer::Base {
+                continue;
+            }
+            let fields = [
+                (&index.package(id).pre_depends, 1),
+                (&index.package(id).depends, 0),
+            ];
+            for (groups, gap) in fields {
+                for alternatives in groups {
+                    let met = locked.iter().any(|(&candidate, other)| {
+                        alternatives.iter().any(|d| index.satisfies(candidate, d))
+                            && (other.layer == Layer::Base
+                                || other.group < package.group
+                                || other.group == package.group
+                                    && other.batch + gap <= package.batch)
+                    });
+                    assert!(
+                        met,
+                        "{} (group {}, batch {}) has {alternatives:?} unmet when its group is installed: {}",
+                        package.name,
+                        package.group,
+                        package.batch,
+                        lock.render()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_alternative_met_by_a_later_requested_package_is_installed_with_the_first() {
+        let archive = "\
+Package: dd
+Version: 1
+Architecture: all
+Filename: pool/dd.deb
+Size: 1
+SHA256: 31
+
+Package: cc
+Version: 1
+Architecture: all
+Pre-Depends: dd
+Filename: pool/cc.deb
+Size: 1
+SHA256: 32
+
+Package: aa
+Version: 1
+Architecture: all
+Pre-Depends: cc
+Filename: pool/aa.deb
+Size: 1
+SHA256: 33
+
+Package: bb
+Version: 1
+Architecture: all
+Filename: pool/bb.deb
+Size: 1
+SHA256: 34
+
+Package: pp
+Version: 1
+Architecture: all
+Pre-Depends: aa | bb
+Filename: pool/pp.deb
+Size: 1
+SHA256: 35
+
+Package: rr
+Version: 1
+Architecture: all
+Depends: aa
+Filename: pool/rr.deb
+Size: 1
+SHA256: 36
+";
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            groups_of(&["pp", "bb", "rr"], archive),
+            [
+                (1, names(&["bb", "pp"])),
+                (2, names(&["aa", "cc", "dd", "rr"]))
+            ],
+            "pp's pre-dependency is met by bb, as the resolver chose"
+        );
+    }
+
+    #[test]
+    fn a_provider_the_resolver_chose_stays_with_what_needed_it() {
+        let archive = "\
+Package: appa
+Version: 1
+Architecture: all
+Depends: libb, zc
+Filename: pool/appa.deb
+Size: 1
+SHA256: 41
+
+Package: libb
+Version: 1
+Architecture: all
+Depends: vw
+Filename: pool/libb.deb
+Size: 1
+SHA256: 42
+
+Package: aw
+Version: 1
+Architecture: all
+Provides: vw
+Filename: pool/aw.deb
+Size: 1
+SHA256: 43
+
+Package: zc
+Version: 1
+Architecture: all
+Provides: vw
+Filename: pool/zc.deb
+Size: 1
+SHA256: 44
+
+Package: leafq
+Version: 1
+Architecture: all
+Filename: pool/leafq.deb
+Size: 1
+SHA256: 45
+";
+        let before = groups_of(&["appa"], archive);
+        let after = groups_of(&["appa", "leafq"], archive);
+        assert_eq!(before.len(), 1);
+        assert_eq!(
+            after[..1],
+            before[..],
+            "an unrelated package leaves group 1 alone"
+        );
+        assert_eq!(after[1], (2, vec!["leafq".to_string()]));
     }
 
     #[test]

@@ -90,6 +90,18 @@ pub struct Resolution {
     /// Dependencies before dependents.
     pub packages: Vec<PackageId>,
     pub requested: Vec<PackageId>,
+    /// For each chosen package, the chosen packages that met its relations, in field order:
+    /// the providers this resolution settled on (present packages left out).
+    pub met_by: HashMap<PackageId, MetBy>,
+}
+
+/// The chosen packages that met one package's relations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetBy {
+    pub pre_depends: Vec<PackageId>,
+    pub depends: Vec<PackageId>,
+    /// Only when Recommends are followed.
+    pub recommends: Vec<PackageId>,
 }
 
 /// The Essential closure: what a root needs before its own dpkg can run (extracted first).
@@ -155,6 +167,7 @@ pub fn resolve(index: &Index, request: &Request<'_>) -> Result<Resolution, Resol
         done: HashSet::new(),
         order: Vec::new(),
         parent: HashMap::new(),
+        met_by: HashMap::new(),
     };
     let mut requested = Vec::new();
     for name in request.names {
@@ -174,6 +187,7 @@ pub fn resolve(index: &Index, request: &Request<'_>) -> Result<Resolution, Resol
     Ok(Resolution {
         packages: walk.order,
         requested,
+        met_by: walk.met_by,
     })
 }
 
@@ -186,6 +200,7 @@ struct Walk<'a> {
     order: Vec<PackageId>,
     /// Who pulled each package in; requested packages have none.
     parent: HashMap<PackageId, PackageId>,
+    met_by: HashMap<PackageId, MetBy>,
 }
 
 impl Walk<'_> {
@@ -232,7 +247,8 @@ impl Walk<'_> {
         if self.request.recommends {
             fields.push((&package.recommends, false));
         }
-        for (groups, required) in fields {
+        let mut met_by = MetBy::default();
+        for (field, (groups, required)) in fields.into_iter().enumerate() {
             for group in groups {
                 let target = match self.already_met(group) {
                     Some(found) => found,
@@ -248,10 +264,16 @@ impl Walk<'_> {
                     },
                 };
                 if !self.installed.contains(&target) {
+                    match field {
+                        0 => met_by.pre_depends.push(target),
+                        1 => met_by.depends.push(target),
+                        _ => met_by.recommends.push(target),
+                    }
                     self.visit(target)?;
                 }
             }
         }
+        self.met_by.insert(id, met_by);
         self.order.push(id);
         Ok(())
     }
