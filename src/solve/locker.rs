@@ -146,8 +146,9 @@ pub fn lock(
 }
 
 /// The group of each of the environment's own packages: following the providers the resolver
-/// chose from each requested package in the order written, group n holds what the n-th one
-/// needs that no lower group has (the base is not followed: it is below every group). So a
+/// chose from each requested package in the order written, each one not yet reached starts the
+/// next group, which holds what it reaches that no lower group has (the base is not followed:
+/// it is below every group); one already reached starts none. So a
 /// package's relations are met at or below its group, and appending a package to `packages`
 /// leaves the groups below it as they were, unless the new package changes the resolution of
 /// an earlier one (it may meet an earlier one's alternative, as with apt). Every chosen package
