@@ -148,11 +148,11 @@ pub fn lock(
 /// The group of each of the environment's own packages: following the providers the resolver
 /// chose from each requested package in the order written, each one not yet reached starts the
 /// next group, which holds what it reaches that no lower group has (the base is not followed:
-/// it is below every group); one already reached starts none. So a
-/// package's relations are met at or below its group, and appending a package to `packages`
-/// leaves the groups below it as they were, unless the new package changes the resolution of
-/// an earlier one (it may meet an earlier one's alternative, as with apt). Every chosen package
-/// is reached from a requested one; one that is not would join the last group.
+/// it is below every group); one already reached starts none. So a package's relations are
+/// met at or below its group, and appending a package to `packages` leaves the groups below it
+/// as they were, unless the new package changes the resolution of an earlier one (it may meet
+/// an earlier one's alternative, as with apt). Every chosen package is reached from a requested
+/// one; one that is not would join the last group.
 fn package_groups(own: &[PackageId], resolution: &Resolution) -> HashMap<PackageId, u32> {
     let own_set: HashSet<PackageId> = own.iter().copied().collect();
     let mut group_of: HashMap<PackageId, u32> = HashMap::new();
