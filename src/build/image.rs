@@ -119,7 +119,7 @@ pub fn build(
         .flat_map(|layer| -> Vec<&LockedPackage> {
             match layer.kind {
                 LayerKind::Base => inputs.lock.layer(Layer::Base).collect(),
-                LayerKind::Packages(group) => group_packages(&groups, group).to_vec(),
+                LayerKind::Packages(group) => groups.get(&group).cloned().unwrap_or_default(),
                 LayerKind::Setup(_) => Vec::new(),
             }
         })
@@ -154,7 +154,7 @@ pub fn build(
                         &tree,
                         &scratch,
                         &top_first(&lowers),
-                        group_packages(&groups, *group),
+                        groups.get(group).map_or(&[], Vec::as_slice),
                         inputs.cache_dir,
                         epoch,
                         &log,
@@ -223,17 +223,6 @@ pub fn build(
     let image = describe(inputs, &plan, layers);
     record_image(store, &image)?;
     Ok(image)
-}
-
-/// The packages of one group of the lock's packages layer.
-fn group_packages<'a>(
-    groups: &'a [(u32, Vec<&'a LockedPackage>)],
-    group: u32,
-) -> &'a [&'a LockedPackage] {
-    groups
-        .iter()
-        .find(|(g, _)| *g == group)
-        .map_or(&[], |(_, packages)| packages.as_slice())
 }
 
 /// Overlay wants the topmost lower layer first.

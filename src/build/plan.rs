@@ -280,14 +280,17 @@ mod tests {
                 .map(|l| l.kind.name())
                 .collect::<Vec<_>>()
         };
-        let first = plan(
-            &lock(packages.clone()),
-            &setup,
-            project.path(),
-            "/work",
-            &store,
-        )
-        .unwrap();
+        let plan_of = |packages: &[LockedPackage]| {
+            plan(
+                &lock(packages.to_vec()),
+                &setup,
+                project.path(),
+                "/work",
+                &store,
+            )
+            .unwrap()
+        };
+        let first = plan_of(&packages);
         assert_eq!(names(&first), ["base", "packages-1", "setup-1"]);
         assert!(!first.is_complete());
 
@@ -295,14 +298,7 @@ mod tests {
         git.group = 2;
         git.requested = true;
         packages.push(git);
-        let second = plan(
-            &lock(packages.clone()),
-            &setup,
-            project.path(),
-            "/work",
-            &store,
-        )
-        .unwrap();
+        let second = plan_of(&packages);
         assert_eq!(
             names(&second),
             ["base", "packages-1", "packages-2", "setup-1"]
@@ -323,7 +319,7 @@ mod tests {
         // A change in a lower group rebuilds every group above it.
         packages[2].version = "3.11.1".into();
         packages[2].sha256 = "other".into();
-        let third = plan(&lock(packages), &setup, project.path(), "/work", &store).unwrap();
+        let third = plan_of(&packages);
         assert_eq!(first.layers[0].key, third.layers[0].key);
         assert_ne!(second.layers[1].key, third.layers[1].key);
         assert_ne!(second.layers[2].key, third.layers[2].key);

@@ -990,12 +990,10 @@ fn become_user(uid: u32, gid: u32) -> Result<(), (&'static str, nix::errno::Errn
         )
     };
     nix::errno::Errno::result(outcome).map_err(|e| ("set the groups", e))?;
-    for call in [nix::libc::SYS_setresgid, nix::libc::SYS_setresuid] {
-        let id = if call == nix::libc::SYS_setresgid {
-            gid
-        } else {
-            uid
-        };
+    for (call, id) in [
+        (nix::libc::SYS_setresgid, gid),
+        (nix::libc::SYS_setresuid, uid),
+    ] {
         // SAFETY: as above.
         #[allow(unsafe_code)]
         let outcome = unsafe { nix::libc::syscall(call, id, id, id) };
@@ -1091,8 +1089,6 @@ mod tests {
         }
         std::fs::create_dir_all(dir.path().join("etc")).unwrap();
         let spec = SandboxSpec {
-            root: dir.path().to_path_buf(),
-            overlay: None,
             binds: vec![Bind {
                 source: "/usr".into(),
                 target: "/usr".into(),
@@ -1102,6 +1098,21 @@ mod tests {
             hostname: "sandboxed".into(),
             network: SandboxNetwork::Host,
             environment: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            ..bare_spec(dir.path())
+        };
+        Some((dir, spec))
+    }
+
+    /// A sandbox of `root` with nothing added: no mounts, no network, no environment.
+    fn bare_spec(root: &Path) -> SandboxSpec {
+        SandboxSpec {
+            root: root.to_path_buf(),
+            overlay: None,
+            binds: vec![],
+            tmpfs: vec![],
+            hostname: "sandboxed".into(),
+            network: SandboxNetwork::None,
+            environment: vec![],
             workdir: "/".into(),
             argv: vec![],
             log: None,
@@ -1110,8 +1121,7 @@ mod tests {
             forward_signals: false,
             discard_syncs: false,
             service: false,
-        };
-        Some((dir, spec))
+        }
     }
 
     fn sh(spec: &SandboxSpec, script: &str) -> Result<Exit, SandboxError> {
@@ -1126,25 +1136,13 @@ mod tests {
             .map(|n| PathBuf::from(format!("/var/lib/envkit/store/layers-v1/{n:064}/tree")))
             .collect();
         let spec = SandboxSpec {
-            root: "/tmp/root".into(),
             overlay: Some(Overlay {
                 lowers,
                 upper: "/tmp/upper".into(),
                 work: "/tmp/work".into(),
             }),
-            binds: vec![],
-            tmpfs: vec![],
-            hostname: "h".into(),
-            network: SandboxNetwork::None,
-            environment: vec![],
-            workdir: "/".into(),
             argv: vec!["true".into()],
-            log: None,
-            run_as: RunAs::Builder,
-            terminal: None,
-            forward_signals: false,
-            discard_syncs: false,
-            service: false,
+            ..bare_spec(Path::new("/tmp/root"))
         };
         let Err(error) = prepare(&spec) else {
             panic!("40 long lower folders fit in a page");

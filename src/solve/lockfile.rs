@@ -194,20 +194,17 @@ impl Lock {
         self.packages.iter().filter(move |p| p.layer == layer)
     }
 
-    /// The packages layer's groups in install order, each with its packages (by name).
-    pub fn groups(&self) -> Vec<(u32, Vec<&LockedPackage>)> {
+    /// The packages layer's groups, in install order, each with its packages (by name).
+    pub fn groups(&self) -> std::collections::BTreeMap<u32, Vec<&LockedPackage>> {
         let mut groups: std::collections::BTreeMap<u32, Vec<&LockedPackage>> =
             std::collections::BTreeMap::new();
         for package in self.layer(Layer::Packages) {
             groups.entry(package.group).or_default().push(package);
         }
+        for packages in groups.values_mut() {
+            packages.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         groups
-            .into_iter()
-            .map(|(group, mut packages)| {
-                packages.sort_by(|a, b| a.name.cmp(&b.name));
-                (group, packages)
-            })
-            .collect()
     }
 
     /// The lock as text. Deterministic: the same lock always renders the same bytes.
