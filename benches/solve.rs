@@ -1,9 +1,12 @@
 //! `cargo bench --bench solve`: the solve stage's parts on the real bookworm index.
 //!
-//! Reads the indexes `env lock` cached (run `env lock` once for a bookworm environment first)
-//! and reports the median of several runs for: decompressing and parsing the `Packages`
+//! Locks a bookworm environment first when the cache has no indexes yet (that needs the mirror),
+//! then reads the indexes `env lock` cached and reports the median of several runs for: decompressing and parsing the `Packages`
 //! files, saving and loading the parsed index, and resolving `python3 python3-pytest` (base
 //! layer and packages layer). bench/solve.sh puts these beside `env lock` and apt.
+//!
+//! `cargo test --all-targets` runs this file too, without `--bench`: it then says it skips,
+//! since timing belongs to `cargo bench` and a test run must not reach the mirror for it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -53,14 +56,34 @@ fn decompress(path: &Path) -> String {
     text
 }
 
+/// Fills the cache with bookworm's verified indexes, as `env lock` does on a new machine.
+fn prepare_indexes(cache: &Path) {
+    eprintln!("no cached indexes in {}: locking bookworm first", cache.display());
+    let spec = envkit::spec::parse_str("env.kdl", "base \"debian:bookworm\"\npackages \"python3\"\n")
+        .expect("the bench's env file is valid");
+    if let Err(error) = envkit::solve::stage::solve(
+        &spec,
+        None,
+        &Update::Nothing,
+        envkit::solve::repository::Freshness::Refresh,
+    ) {
+        eprintln!("cannot lock bookworm for the bench: {error}");
+        std::process::exit(2);
+    }
+}
+
 fn main() {
+    if !std::env::args().any(|arg| arg == "--bench") {
+        eprintln!("solve bench: skipped under `cargo test`; `cargo bench --bench solve` runs it");
+        return;
+    }
     let cache = envkit::paths::cache_dir();
+    if cached_packages(&cache).is_empty() {
+        prepare_indexes(&cache);
+    }
     let files = cached_packages(&cache);
     let Some(main_index) = files.first() else {
-        eprintln!(
-            "no cached indexes in {}: run `env lock` for a bookworm environment first",
-            cache.display()
-        );
+        eprintln!("no cached indexes in {} after locking", cache.display());
         std::process::exit(2);
     };
     let (decompress_time, text) = time(3, || decompress(main_index));
