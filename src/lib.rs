@@ -20,6 +20,7 @@
 pub mod build;
 pub mod cli;
 pub mod fetch;
+pub mod kernel;
 pub mod mirror;
 pub mod passthrough;
 pub mod paths;
