@@ -22,6 +22,7 @@ pub mod cli;
 pub mod fetch;
 pub mod kernel;
 pub mod mirror;
+pub mod ops;
 pub mod passthrough;
 pub mod paths;
 pub mod run;

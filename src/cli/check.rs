@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use super::{Failure, load_spec};
+use super::{Failure, project};
 use crate::spec::{Spec, display_name, spec_hash};
 
 pub fn run(file: Option<&Path>) -> Result<(), Failure> {
-    let loaded = load_spec(file)?;
-    eprintln!("ok: {}", summary(&loaded.spec));
+    let project = project(file)?;
+    eprintln!("ok: {}", summary(project.spec()));
     Ok(())
 }
 

@@ -3,9 +3,9 @@
 use clap::Parser;
 
 use super::Failure;
-use crate::build::gc::{GcError, Kind, collect};
-use crate::build::image::BuildError;
-use crate::build::store::Store;
+use crate::build::download::human_bytes;
+use crate::build::gc::Kind;
+use crate::ops;
 
 #[derive(Debug, Parser)]
 pub struct GcArgs {
@@ -15,17 +15,7 @@ pub struct GcArgs {
 }
 
 pub fn run(args: &GcArgs) -> Result<(), Failure> {
-    let store = Store::default_location();
-    let report = collect(&store, &crate::paths::cache_dir(), args.dry_run, &|| {
-        eprintln!("waiting for a running `env build` or `env export` to finish")
-    })
-    .map_err(|error| match error {
-        GcError::Store(error) => Failure::Build(BuildError::Store(error)),
-        GcError::Cache { path, source } => Failure::io(
-            format!("cannot clean `{}` in the download cache", path.display()),
-            source,
-        ),
-    })?;
+    let report = ops::store::gc(args.dry_run)?;
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }
@@ -37,7 +27,7 @@ pub fn run(args: &GcArgs) -> Result<(), Failure> {
             eprintln!(
                 "would delete {}: {}",
                 removal.what,
-                crate::build::download::human_bytes(removal.bytes)
+                human_bytes(removal.bytes)
             );
         }
     } else {

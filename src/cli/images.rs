@@ -6,8 +6,7 @@ use clap::Parser;
 
 use super::Failure;
 use crate::build::download::human_bytes;
-use crate::build::image::list_images;
-use crate::build::store::Store;
+use crate::ops;
 
 #[derive(Debug, Parser)]
 pub struct ImagesArgs {
@@ -17,8 +16,7 @@ pub struct ImagesArgs {
 }
 
 pub fn run(args: &ImagesArgs) -> Result<(), Failure> {
-    let images =
-        list_images(&Store::default_location()).map_err(crate::build::image::BuildError::from)?;
+    let images = ops::store::images()?;
     let text = if args.json {
         format!("{:#}\n", serde_json::to_value(&images).unwrap_or_default())
     } else {

@@ -6,10 +6,10 @@ use std::path::Path;
 use clap::Parser;
 use serde_json::json;
 
-use super::{Failure, load_spec};
+use super::{Failure, project};
+use crate::ops;
 use crate::solve::lockfile::Lock;
-use crate::solve::stage::{lock_path, read_lock};
-use crate::spec::{Spec, spec_hash};
+use crate::spec::Spec;
 
 #[derive(Debug, Parser)]
 pub struct InspectArgs {
@@ -19,21 +19,21 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: &InspectArgs, file: Option<&Path>) -> Result<(), Failure> {
-    let loaded = load_spec(file)?;
-    let spec = &loaded.spec;
-    let lock = read_lock(&lock_path(&spec.origin.file))?;
+    let project = project(file)?;
+    let spec = project.spec();
+    let inspection = ops::inspect::inspect(&project, args.json)?;
     let text = if args.json {
-        let mut document = json!({ "hash": spec_hash(spec), "spec": spec });
-        if let Some(lock) = &lock {
+        let mut document = json!({ "hash": inspection.hash, "spec": spec });
+        if let Some(lock) = &inspection.lock {
             document["lock"] = lock_json(lock);
-            if let Some(image) = built_image(spec, lock)? {
-                document["image"] = serde_json::to_value(&image).unwrap_or_default();
+            if let Some(image) = &inspection.image {
+                document["image"] = serde_json::to_value(image).unwrap_or_default();
             }
         }
         format!("{document:#}\n")
     } else {
-        let mut text = describe(spec);
-        if let Some(lock) = &lock {
+        let mut text = describe(spec, &inspection.hash);
+        if let Some(lock) = &inspection.lock {
             text.push_str(&format!(
                 "{:<11}{} packages from {}\n",
                 "lock",
@@ -48,11 +48,11 @@ pub fn run(args: &InspectArgs, file: Option<&Path>) -> Result<(), Failure> {
         .map_err(|e| Failure::io("cannot write to stdout", e))
 }
 
-fn describe(spec: &Spec) -> String {
+fn describe(spec: &Spec, hash: &str) -> String {
     let mut out = String::new();
     let mut line = |label: &str, value: String| out.push_str(&format!("{label:<11}{value}\n"));
     line("file", spec.origin.file.display().to_string());
-    line("hash", spec_hash(spec));
+    line("hash", hash.to_string());
     if let Some(name) = &spec.name {
         line("name", name.clone());
     }
@@ -106,19 +106,4 @@ fn lock_json(lock: &Lock) -> serde_json::Value {
         })
         .collect();
     json!({ "release": lock.release, "architecture": lock.architecture, "packages": packages })
-}
-
-/// The image `env build` made from this spec and lock, if the store has it.
-fn built_image(spec: &Spec, lock: &Lock) -> Result<Option<crate::build::image::Image>, Failure> {
-    use crate::build::image::BuildError;
-    // Without a mirror or with a setup input that no longer matches, no image of these
-    // inputs can exist: that is "not built", not an error of `inspect`.
-    let Ok(context) = super::build::ImageContext::new(spec) else {
-        return Ok(None);
-    };
-    match context.existing_image(spec, lock, &crate::build::store::Store::default_location()) {
-        Ok((_, image)) => Ok(image),
-        Err(Failure::Build(BuildError::Plan(_))) => Ok(None),
-        Err(error) => Err(error),
-    }
 }

@@ -56,18 +56,25 @@ pub enum Command {
         /// Be root inside the environment.
         #[arg(long)]
         root: bool,
+        #[command(flatten)]
+        locking: Locking,
     },
     /// Run one command in the environment.
     Run {
         /// Be root inside the environment.
         #[arg(long)]
         root: bool,
+        #[command(flatten)]
+        locking: Locking,
         /// The command and its arguments.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
     /// Start every peer in the background.
-    Up,
+    Up {
+        #[command(flatten)]
+        locking: Locking,
+    },
     /// Stop the peers.
     Down {
         /// Also delete their volumes.
@@ -92,11 +99,7 @@ pub enum Command {
         follow: bool,
     },
     /// Write the image as an OCI archive.
-    Export {
-        /// Where to write the archive.
-        #[arg(short, long, value_name = "PATH")]
-        output: Option<PathBuf>,
-    },
+    Export(export::ExportArgs),
     /// Delete layers and downloads nothing needs.
     Gc(gc::GcArgs),
     /// Manage named volumes.
@@ -115,6 +118,25 @@ pub enum Command {
         image: String,
         restarts: u32,
     },
+}
+
+/// What a command that needs the lock may do when it is missing or stale.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Locking {
+    /// Use env.lock as it is: fail if it is missing or does not match env.kdl, instead of
+    /// updating it (for CI).
+    #[arg(long)]
+    locked: bool,
+}
+
+impl Locking {
+    fn mode(&self) -> crate::ops::LockMode {
+        if self.locked {
+            crate::ops::LockMode::Locked
+        } else {
+            crate::ops::LockMode::Update
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,7 +212,6 @@ pub fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<(), Failure> {
     let file = cli.file.as_deref();
-    enter_namespace_for(&cli.command)?;
     match cli.command {
         Command::Init(args) => init::run(&args, file),
         Command::Check => check::run(file),
@@ -200,15 +221,13 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Build(args) => build::run(&args, file),
         Command::Images(args) => images::run(&args),
         Command::Verify => verify::run(file),
-        Command::Shell { root } => session::enter(file, root, Vec::new()),
-        Command::Run { root, command } => session::enter(file, root, command),
-        Command::Up => {
-            let loaded = load_spec(file)?;
-            if loaded.spec.peers.is_empty() {
-                eprintln!("env.kdl names no peers: nothing to start");
-            }
-            peers::up(&loaded.spec).map(|_| ())
-        }
+        Command::Shell { root, locking } => session::enter(file, root, Vec::new(), &locking),
+        Command::Run {
+            root,
+            locking,
+            command,
+        } => session::enter(file, root, command, &locking),
+        Command::Up { locking } => peers::up(file, &locking),
         Command::Down { volumes, yes } => peers::down(file, volumes, yes),
         Command::Ps { json } => peers::ps(file, json),
         Command::Logs { peer, follow } => peers::logs(file, peer.as_deref(), follow),
@@ -217,59 +236,21 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             image,
             restarts,
         } => peers::supervise(file, &peer, &image, restarts),
-        Command::Export { output } => export::run(output.as_deref(), file),
+        Command::Export(args) => export::run(&args, file),
         Command::Gc(args) => gc::run(&args),
-        Command::Volume(command) => {
-            let json = matches!(command, VolumeCommand::Ls { json: true });
-            volume::run(&command, file, json)
-        }
+        Command::Volume(command) => volume::run(&command, file),
         Command::FixOwner => session::fix_owner(file),
     }
 }
 
-/// Commands that write the store (or the cache, which builders share) run in envkit's user
-/// namespace: they must enter it first thing, before any thread starts.
-fn enter_namespace_for(command: &Command) -> Result<(), Failure> {
-    match command {
-        Command::Build(_)
-        | Command::Verify
-        | Command::Shell { .. }
-        | Command::Run { .. }
-        | Command::Export { .. }
-        | Command::Gc(_)
-        | Command::Volume(_)
-        | Command::Up
-        | Command::Down { .. }
-        | Command::Supervise { .. }
-        | Command::FixOwner => {
-            crate::userns::enter()?;
-        }
-        // Locking needs no subordinate ids; it joins the namespace only where building can,
-        // so the cache is written by the same ids either way.
-        Command::Lock(_) => {
-            crate::userns::enter_if_possible();
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Finds and loads the env file: `-f FILE`, else `env.kdl` here or in a parent. Prints the
-/// warnings.
-fn load_spec(file: Option<&std::path::Path>) -> Result<crate::spec::Loaded, Failure> {
-    let path = match file {
-        Some(path) => path.to_path_buf(),
-        None => {
-            let cwd = std::env::current_dir()
-                .map_err(|e| Failure::io("cannot read the current folder", e))?;
-            crate::spec::discover(&cwd)?
-        }
-    };
-    let loaded = crate::spec::load(&path)?;
-    for warning in &loaded.warnings {
+/// The project of the env file (`-f FILE`, else `env.kdl` here or in a parent), its warnings
+/// printed.
+fn project(file: Option<&std::path::Path>) -> Result<crate::ops::Project, Failure> {
+    let project = crate::ops::Project::load(file)?;
+    for warning in project.warnings() {
         report::print_diagnostic(warning);
     }
-    Ok(loaded)
+    Ok(project)
 }
 
 #[cfg(test)]

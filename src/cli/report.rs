@@ -8,8 +8,13 @@ use std::process::ExitCode;
 
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
 
+use crate::build::image::BuildError;
+use crate::build::plan::PlanError;
+use crate::ops::{self, Error};
+use crate::run::RunError;
 use crate::solve::stage::SolveError;
 use crate::spec::SpecError;
+use crate::userns::UsernsError;
 
 /// Exit code for input the user can fix: a bad env file, a wrong argument, a missing feature.
 pub const EXIT_USER_ERROR: u8 = 2;
@@ -22,93 +27,48 @@ pub const EXIT_EXEC_FAILED: u8 = 127;
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     #[error(transparent)]
-    Spec(#[from] SpecError),
-    #[error("{message}")]
-    User {
-        message: String,
-        hint: Option<String>,
-    },
-    #[error("{message}")]
-    Io {
-        message: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Solve(#[from] crate::solve::stage::SolveError),
-    #[error(transparent)]
-    Build(#[from] crate::build::image::BuildError),
-    #[error("{message}")]
-    Stale {
-        message: String,
-        reasons: Vec<String>,
-    },
-    #[error(transparent)]
-    Userns(#[from] crate::userns::UsernsError),
-    #[error(transparent)]
-    Run(#[from] crate::run::RunError),
-    /// A session's program could not be started (not found, not executable): 127, as a shell.
-    #[error("{0}")]
-    NotRunnable(String),
+    Ops(Box<ops::Error>),
     /// A session's program failed: envkit says nothing more and exits with its status.
     #[error("the command exited with status {0}")]
     Exited(u8),
 }
 
+impl<E: Into<ops::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::Ops(Box::new(error.into()))
+    }
+}
+
 impl Failure {
     pub fn user(message: impl Into<String>, hint: Option<String>) -> Self {
-        Failure::User {
-            message: message.into(),
-            hint,
-        }
+        Failure::Ops(Box::new(ops::Error::user(message, hint)))
     }
 
     pub fn io(message: impl Into<String>, source: std::io::Error) -> Self {
-        Failure::Io {
-            message: message.into(),
-            source,
-        }
+        Failure::Ops(Box::new(ops::Error::io(message, source)))
     }
 
     fn exit_code(&self) -> u8 {
-        match self {
-            Failure::Spec(SpecError::Read { .. }) | Failure::Io { .. } | Failure::Stale { .. } => {
+        let error = match self {
+            Failure::Exited(code) => return *code,
+            Failure::Ops(error) => error,
+        };
+        match &**error {
+            Error::Spec(SpecError::Read { .. }) | Error::Io { .. } | Error::Stale { .. } => {
                 EXIT_FAILURE
             }
-            Failure::Solve(
+            Error::Solve(
                 SolveError::Resolve { .. } | SolveError::Sources(_) | SolveError::BadLock { .. },
             ) => EXIT_USER_ERROR,
-            Failure::Solve(_) => EXIT_FAILURE,
-            Failure::Build(crate::build::image::BuildError::Plan(
-                crate::build::plan::PlanError::NoInputMatch { .. },
-            )) => EXIT_USER_ERROR,
-            Failure::Build(_) => EXIT_FAILURE,
-            Failure::Spec(_) | Failure::User { .. } => EXIT_USER_ERROR,
-            Failure::Userns(crate::userns::UsernsError::NoRange { .. }) => EXIT_USER_ERROR,
-            Failure::Run(crate::run::RunError::MissingMountSource { .. }) => EXIT_USER_ERROR,
-            Failure::Userns(_) | Failure::Run(_) => EXIT_FAILURE,
-            Failure::NotRunnable(_) => EXIT_EXEC_FAILED,
-            Failure::Exited(code) => *code,
-        }
-    }
-
-    fn hint(&self) -> Option<String> {
-        match self {
-            Failure::Spec(error) => error.hint(),
-            Failure::User { hint, .. } => hint.clone(),
-            Failure::Io { .. } => None,
-            Failure::Solve(error) => error.hint(),
-            Failure::Build(crate::build::image::BuildError::Download(error)) => error.hint(),
-            Failure::Build(_) => None,
-            Failure::Userns(error) => error.help(),
-            Failure::Run(_) | Failure::Exited(_) => None,
-            Failure::NotRunnable(_) => Some(
-                "check the command's name; packages it needs go in env.kdl's `packages`".into(),
-            ),
-            Failure::Stale { message, .. } if message.contains("changed since they were built") => {
-                Some("the store was modified outside envkit; delete the store folder's layers-v1 entries named above and run `env build`".into())
-            }
-            Failure::Stale { .. } => Some("run `env lock` to update it, and commit the result".into()),
+            Error::Solve(_) => EXIT_FAILURE,
+            Error::Build(BuildError::Plan(PlanError::NoInputMatch { .. })) => EXIT_USER_ERROR,
+            Error::Build(_) => EXIT_FAILURE,
+            Error::Spec(_) | Error::User { .. } => EXIT_USER_ERROR,
+            Error::Userns(UsernsError::NoRange { .. }) => EXIT_USER_ERROR,
+            Error::Run(RunError::MissingMountSource { .. }) => EXIT_USER_ERROR,
+            Error::Run(RunError::Peer(error)) if error.is_user_error() => EXIT_USER_ERROR,
+            Error::Userns(_) | Error::Run(_) => EXIT_FAILURE,
+            Error::NotRunnable(_) => EXIT_EXEC_FAILED,
         }
     }
 }
@@ -154,34 +114,36 @@ pub fn print_diagnostic(diagnostic: &dyn Diagnostic) {
 
 /// Prints the failure to stderr and returns its exit code.
 pub fn render(failure: &Failure) -> ExitCode {
-    match failure {
-        Failure::Exited(_) => {}
-        Failure::Spec(SpecError::Invalid { diagnostics }) => {
-            for diagnostic in diagnostics {
-                print_diagnostic(diagnostic);
-            }
-            if diagnostics.len() > 1 {
-                eprintln!("error: {failure}");
-            }
-        }
-        _ => {
-            eprintln!("error: {failure}");
-            let mut cause = std::error::Error::source(failure);
-            if let Failure::Stale { reasons, .. } = failure {
-                for reason in reasons {
-                    eprintln!("  - {reason}");
-                }
-            }
-            while let Some(error) = cause {
-                eprintln!("  caused by: {error}");
-                cause = error.source();
-            }
-            if let Some(hint) = failure.hint() {
-                eprintln!("\nhint: {hint}");
-            }
-        }
+    if let Failure::Ops(error) = failure {
+        render_error(error);
     }
     ExitCode::from(failure.exit_code())
+}
+
+fn render_error(error: &Error) {
+    if let Error::Spec(SpecError::Invalid { diagnostics }) = error {
+        for diagnostic in diagnostics {
+            print_diagnostic(diagnostic);
+        }
+        if diagnostics.len() > 1 {
+            eprintln!("error: {error}");
+        }
+        return;
+    }
+    eprintln!("error: {error}");
+    if let Error::Stale { reasons, .. } = error {
+        for reason in reasons {
+            eprintln!("  - {reason}");
+        }
+    }
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        eprintln!("  caused by: {error}");
+        cause = error.source();
+    }
+    if let Some(hint) = error.hint() {
+        eprintln!("\nhint: {hint}");
+    }
 }
 
 /// Reports that the system `env` could not be executed.

@@ -2,19 +2,20 @@
 
 use std::path::Path;
 
-use super::{Failure, load_spec};
+use super::{Failure, project};
 use crate::build::image::BuildError;
 use crate::build::layer_tar::{TarOptions, layer_digest};
 use crate::build::members::{self, Differences};
 use crate::build::store::Store;
+use crate::ops::{self, LockMode};
 
 pub fn run(file: Option<&Path>) -> Result<(), Failure> {
-    let loaded = load_spec(file)?;
-    let spec = &loaded.spec;
-    let lock = super::lock::current_lock(spec)?;
+    let project = project(file)?;
+    crate::userns::enter()?;
+    let spec = project.spec();
+    let lock = ops::lock::current_lock(spec, LockMode::Update)?;
     let store = Store::default_location();
-    let (name, image) =
-        super::build::ImageContext::new(spec)?.existing_image(spec, &lock, &store)?;
+    let (name, image) = ops::image::ImageContext::new(spec)?.existing_image(spec, &lock, &store)?;
     let Some(image) = image else {
         return Err(Failure::user(
             format!("`{name}` is not built"),
@@ -56,14 +57,15 @@ pub fn run(file: Option<&Path>) -> Result<(), Failure> {
         eprintln!("{name}: every layer matches its recorded diff_id");
         return Ok(());
     }
-    Err(Failure::Stale {
+    Err(Failure::from(ops::Error::Stale {
         message: format!(
             "{name}: {} layer(s) changed since they were built: {}",
             damaged.len(),
             damaged.join(", ")
         ),
         reasons: Vec::new(),
-    })
+        hint: Some(ops::export::changed_layers_hint()),
+    }))
 }
 
 /// The files that differ, at most `SHOWN` of each kind.

@@ -2,17 +2,15 @@
 
 use std::path::Path;
 
-use super::{Failure, VolumeCommand, load_spec};
+use super::{Failure, VolumeCommand, project};
 use crate::build::download::human_bytes;
-use crate::run::volumes::{self, VolumeError};
+use crate::ops;
 
-pub fn run(command: &VolumeCommand, file: Option<&Path>, json: bool) -> Result<(), Failure> {
-    crate::userns::enter()?;
-    let dir = crate::paths::volumes_dir();
+pub fn run(command: &VolumeCommand, file: Option<&Path>) -> Result<(), Failure> {
     match command {
-        VolumeCommand::Ls { .. } => {
-            let list = volumes::list(&dir).map_err(volume_failure)?;
-            if json {
+        VolumeCommand::Ls { json } => {
+            let list = ops::store::volumes()?;
+            if *json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&list).unwrap_or_default()
@@ -38,24 +36,9 @@ pub fn run(command: &VolumeCommand, file: Option<&Path>, json: bool) -> Result<(
             Ok(())
         }
         VolumeCommand::Rm { name } => {
-            let loaded = load_spec(file)?;
-            volumes::remove(&dir, &loaded.spec.origin.dir, name).map_err(volume_failure)?;
+            ops::store::remove_volume(&project(file)?, name)?;
             eprintln!("removed volume {name}");
             Ok(())
         }
-    }
-}
-
-fn volume_failure(error: VolumeError) -> Failure {
-    match error {
-        VolumeError::Unknown { name, known } => {
-            let hint = if known.is_empty() {
-                "this project has no volumes yet".to_string()
-            } else {
-                format!("its volumes: {}", known.join(", "))
-            };
-            Failure::user(format!("this project has no volume `{name}`"), Some(hint))
-        }
-        other => Failure::Run(crate::run::RunError::Volume(other)),
     }
 }

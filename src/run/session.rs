@@ -83,6 +83,31 @@ pub struct SessionRequest<'a> {
     pub background: Option<Background>,
 }
 
+impl<'a> SessionRequest<'a> {
+    /// A session of `spec` in the foreground as the invoking user, seeing the host's variables
+    /// (those the env passes), with the project's volumes: what `env run` asks for; a peer's
+    /// service changes a few fields.
+    pub fn new(name: &'a str, spec: &'a Spec, layers: Vec<PathBuf>, invoker: &'a Invoker) -> Self {
+        SessionRequest {
+            name,
+            spec,
+            layers,
+            invoker,
+            root: false,
+            command: Vec::new(),
+            terminal: false,
+            host_environment: std::env::vars().collect(),
+            host_cwd: None,
+            volumes_dir: crate::paths::volumes_dir(),
+            runtime_dir: crate::paths::runtime_dir(),
+            volume_project: spec.origin.dir.clone(),
+            volume_prefix: String::new(),
+            hosts: Vec::new(),
+            background: None,
+        }
+    }
+}
+
 /// Where a background session keeps its scratch and its output.
 #[derive(Debug, Clone)]
 pub struct Background {
@@ -114,8 +139,26 @@ impl SessionRecord {
         if self.pid_start == 0 {
             return Path::new(&format!("/proc/{}", self.pid)).exists();
         }
-        super::peers::process_alive(self.pid, self.pid_start)
+        super::peers::state::process_alive(self.pid, self.pid_start)
     }
+}
+
+/// The sessions of `project` (a canonical folder) still running, from their records in the
+/// runtime folder.
+pub fn live_sessions(runtime_dir: &Path, project: &Path) -> Vec<SessionRecord> {
+    let Ok(sessions) = std::fs::read_dir(runtime_dir.join("sessions")) else {
+        return Vec::new();
+    };
+    sessions
+        .flatten()
+        .filter_map(|session| {
+            let bytes = std::fs::read(session.path().join("session.json")).ok()?;
+            serde_json::from_slice::<SessionRecord>(&bytes).ok()
+        })
+        .filter(|record| {
+            record.project.canonicalize().ok().as_deref() == Some(project) && record.is_alive()
+        })
+        .collect()
 }
 
 /// How a session ended.
@@ -221,7 +264,7 @@ fn run_in(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         pid: std::process::id(),
-        pid_start: super::peers::process_start(std::process::id()).unwrap_or(0),
+        pid_start: super::peers::state::process_start(std::process::id()).unwrap_or(0),
     };
     let record_path = dir.join("session.json");
     let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();

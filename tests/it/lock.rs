@@ -166,6 +166,63 @@ fn check_explains_a_stale_lock_and_a_new_lock_keeps_pins() {
     assert_eq!(unknown.code, Some(2), "{}", unknown.transcript());
 }
 
+/// `--locked` (as in CI) builds from the committed lock or refuses, and never writes one. Needs
+/// root, as every command that builds does here (`rootless.rs` builds as a user).
+#[test]
+fn locked_refuses_a_missing_or_stale_lock_and_writes_nothing() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            !crate::common::must_work(),
+            "ENVKIT_MUST_WORK=1 but `--locked` needs root to enter envkit's namespace"
+        );
+        eprintln!("skipped: `--locked` needs root to enter envkit's namespace");
+        return;
+    }
+    let project = project_with_app();
+    project.write_env(&["python3"]);
+    let missing = project.env(&["build", "--locked"]);
+    assert_eq!(missing.code, Some(1), "{}", missing.transcript());
+    assert!(
+        missing
+            .stderr
+            .contains("there is no `env.lock`, and `--locked` forbids making one"),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        missing.stderr.contains("hint: run `env lock`"),
+        "{}",
+        missing.stderr
+    );
+    assert!(!project.path().join("env.lock").exists());
+
+    assert_eq!(project.env(&["lock"]).code, Some(0));
+    let locked = project.lock_text();
+    project.write_env(&["python3", "git"]);
+    for args in [
+        &["build", "--locked"][..],
+        &["build", "--dry-run", "--locked"],
+        &["run", "--locked", "--", "true"],
+        &["export", "--locked"],
+    ] {
+        let stale = project.env(args);
+        assert_eq!(stale.code, Some(1), "{args:?}: {}", stale.transcript());
+        assert!(
+            stale
+                .stderr
+                .contains("`env.lock` does not match env.kdl, and `--locked` forbids updating it"),
+            "{args:?}: {}",
+            stale.stderr
+        );
+        assert!(
+            stale.stderr.contains("- packages added to env.kdl: git"),
+            "{args:?}: {}",
+            stale.stderr
+        );
+        assert_eq!(project.lock_text(), locked, "{args:?} changed the lock");
+    }
+}
+
 #[test]
 fn a_tampered_index_is_refused_and_nothing_is_written() {
     let project = project_with_app();

@@ -532,8 +532,8 @@ fn an_unprivileged_user_runs_the_same_peers() {
     let addresses = std::fs::read_to_string(folders.runtime().join("addresses.json")).unwrap();
     let table: std::collections::BTreeMap<String, String> =
         serde_json::from_str(&addresses).unwrap();
-    let theirs: Vec<String> = envkit::run::peers::user_addresses(user.uid).collect();
-    let roots: Vec<String> = envkit::run::peers::user_addresses(0).collect();
+    let theirs: Vec<String> = envkit::run::peers::address::user_addresses(user.uid).collect();
+    let roots: Vec<String> = envkit::run::peers::address::user_addresses(0).collect();
     assert!(
         table
             .values()

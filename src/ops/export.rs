@@ -1,0 +1,115 @@
+//! `env export`: the project's image, already built, as an OCI archive (see `build::export`).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use super::{Error, LockMode, Project, Result, say};
+use crate::build::export::{ExportError, archive_name, export_to_file, write_archive};
+use crate::build::gc::StoreUse;
+use crate::build::image::BuildError;
+use crate::build::store::Store;
+
+/// Where the archive goes.
+pub enum Destination<'a> {
+    /// `-o -`.
+    Stdout,
+    /// A file, or a folder to put it in under its own name; `None` is the current folder.
+    Path(Option<&'a Path>),
+}
+
+/// What was written.
+pub struct Exported {
+    pub image: String,
+    /// The file's name as the user would write it, or `stdout`.
+    pub shown: String,
+    pub bytes: u64,
+    pub manifest_digest: String,
+}
+
+pub fn export(project: &Project, to: Destination<'_>, mode: LockMode) -> Result<Exported> {
+    crate::userns::enter()?;
+    let spec = project.spec();
+    let lock = super::lock::current_lock(spec, mode)?;
+    let store = Store::default_location();
+    // `env gc` waits until the image is read.
+    let _in_use = StoreUse::acquire(&store, &|| say("waiting for `env gc` to finish"))
+        .map_err(BuildError::from)?;
+    let (name, image) =
+        super::image::ImageContext::new(spec)?.existing_image(spec, &lock, &store)?;
+    let Some(image) = image else {
+        return Err(Error::user(
+            format!("`{name}` is not built"),
+            Some("run `env build` first, then `env export`".into()),
+        ));
+    };
+    let clamp = crate::build::base::source_date_epoch(&lock);
+    let (shown, exported) = match to {
+        Destination::Stdout => {
+            let stdout = std::io::stdout();
+            if stdout.is_terminal() {
+                return Err(Error::user(
+                    "refusing to write an image archive to a terminal",
+                    Some(
+                        "redirect the output (`env export -o - > image.tar`), or name a file with `-o`"
+                            .into(),
+                    ),
+                ));
+            }
+            let exported = write_archive(
+                &store,
+                &image,
+                clamp,
+                &std::env::temp_dir(),
+                stdout.lock(),
+                Path::new("stdout"),
+            )
+            .map_err(export_error)?;
+            ("stdout".to_string(), exported)
+        }
+        Destination::Path(output) => {
+            let path: PathBuf = match output {
+                Some(path) if path.is_dir() => path.join(archive_name(&image)),
+                Some(path) => path.to_path_buf(),
+                None => super::project::current_dir()?.join(archive_name(&image)),
+            };
+            let exported = export_to_file(&store, &image, clamp, &path).map_err(export_error)?;
+            (crate::spec::display_name(&path), exported)
+        }
+    };
+    Ok(Exported {
+        image: name,
+        shown,
+        bytes: exported.bytes,
+        manifest_digest: exported.manifest_digest,
+    })
+}
+
+fn export_error(error: ExportError) -> Error {
+    let hint = error.hint();
+    match error {
+        ExportError::Store(error) => Error::Build(BuildError::Store(error)),
+        ExportError::Write { path, source } => Error::io(
+            format!("cannot write `{}`", crate::spec::display_name(&path)),
+            source,
+        ),
+        ExportError::Layer { .. } => {
+            let message = error.to_string();
+            let ExportError::Layer { source, .. } = error else {
+                return Error::user(message, hint);
+            };
+            Error::io(message, std::io::Error::other(source))
+        }
+        // The same words and hint as `env verify` for a changed layer.
+        ExportError::Changed { .. } => Error::Stale {
+            message: error.to_string(),
+            reasons: Vec::new(),
+            hint: Some(changed_layers_hint()),
+        },
+        ExportError::Record { .. } => Error::user(error.to_string(), hint),
+    }
+}
+
+/// What to do about layers changed since they were built (`env verify` and `env export`).
+pub fn changed_layers_hint() -> String {
+    "the store was modified outside envkit; delete the store folder's layers-v1 entries named above and run `env build`".into()
+}

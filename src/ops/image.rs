@@ -1,0 +1,136 @@
+//! A project's image: found again through the shortcut, found in the store, or built from the
+//! current lock, and recorded as a root so `env gc` keeps it.
+
+use std::path::{Path, PathBuf};
+
+use super::{LockMode, Project, Result, say};
+use crate::build::gc::StoreUse;
+use crate::build::image::{
+    BuildError, BuildInputs, Event, Image, build, build_plan, find_image, image_name,
+};
+use crate::build::plan::BuildPlan;
+use crate::build::store::Store;
+use crate::build::{roots, shortcut};
+use crate::mirror::Mirrors;
+use crate::solve::lockfile::Lock;
+use crate::spec::Spec;
+
+/// The image of `spec` (whose lock is at `lock_file`): the one built last when nothing changed
+/// since, else built (locking first when `mode` allows).
+pub fn ensure_image(spec: &Spec, lock_file: &Path, mode: LockMode, store: &Store) -> Result<Image> {
+    // Nothing changed since the image was built: no need to read the lock again.
+    if let Some(image) = shortcut::lookup(store, spec, lock_file) {
+        return Ok(image);
+    }
+    let lock = super::lock::current_lock_at(spec, lock_file, mode)?;
+    let context = ImageContext::new(spec)?;
+    let image = build_and_record(lock_file, &context.inputs(spec, &lock), store)?;
+    shortcut::remember(store, spec, lock_file, &image);
+    Ok(image)
+}
+
+/// `env build`: the project's image, built as needed.
+pub fn build_image(project: &Project, mode: LockMode) -> Result<Image> {
+    crate::userns::enter()?;
+    ensure_image(
+        project.spec(),
+        &project.lock_path(),
+        mode,
+        &Store::default_location(),
+    )
+}
+
+/// `env build --dry-run`: which layers the store has and which a build would make.
+pub fn plan_image(project: &Project, mode: LockMode) -> Result<BuildPlan> {
+    crate::userns::enter()?;
+    let spec = project.spec();
+    let lock = super::lock::current_lock(spec, mode)?;
+    let context = ImageContext::new(spec)?;
+    Ok(build_plan(
+        &context.inputs(spec, &lock),
+        &Store::default_location(),
+    )?)
+}
+
+/// Builds what the store lacks (telling what it builds) and records the lock as a root of
+/// the image, so `env gc` keeps it.
+fn build_and_record(lock_file: &Path, inputs: &BuildInputs<'_>, store: &Store) -> Result<Image> {
+    // `env gc` waits until the image and its root are recorded: until then the layers this
+    // build reuses may belong to no live root.
+    let _in_use = StoreUse::acquire(store, &|| say("waiting for `env gc` to finish"))
+        .map_err(BuildError::from)?;
+    let image = build(inputs, store, &|event| match event {
+        Event::Building { layer } => say(&format!("building {layer} layer")),
+        Event::Built { layer, seconds } => say(&format!("built {layer} layer in {seconds:.1} s")),
+    })?;
+    roots::record(store, lock_file, &image.name).map_err(BuildError::from)?;
+    Ok(image)
+}
+
+/// Where setup steps see the project: where the env mounts `.`, else `/work`.
+fn project_mount_point(spec: &Spec) -> &str {
+    spec.mounts
+        .iter()
+        .find(|m| m.source == ".")
+        .map_or("/work", |m| m.at.as_str())
+}
+
+/// The image name before the colon: the env's name, else its folder's.
+pub fn image_repository(spec: &Spec) -> String {
+    spec.name.clone().unwrap_or_else(|| {
+        let folder = spec
+            .origin
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Some(crate::spec::rules::sanitize_host_name(&folder))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "env".into())
+    })
+}
+
+/// What building (or finding) the image of a spec needs besides the spec and its lock.
+pub struct ImageContext {
+    repository: String,
+    mirrors: Mirrors,
+    cache_dir: PathBuf,
+}
+
+impl ImageContext {
+    pub fn new(spec: &Spec) -> Result<Self> {
+        let mirrors =
+            crate::mirror::for_spec(spec).map_err(crate::solve::stage::SolveError::from)?;
+        Ok(ImageContext {
+            repository: image_repository(spec),
+            mirrors,
+            cache_dir: crate::paths::cache_dir(),
+        })
+    }
+
+    pub fn inputs<'a>(&'a self, spec: &'a Spec, lock: &'a Lock) -> BuildInputs<'a> {
+        BuildInputs {
+            name: &self.repository,
+            lock,
+            setup: &spec.setup,
+            project_dir: &spec.origin.dir,
+            project_at: project_mount_point(spec),
+            mirrors: &self.mirrors,
+            cache_dir: &self.cache_dir,
+        }
+    }
+
+    /// The name `env build` gives this spec's image, and the image if the store has it.
+    pub fn existing_image(
+        &self,
+        spec: &Spec,
+        lock: &Lock,
+        store: &Store,
+    ) -> Result<(String, Option<Image>), BuildError> {
+        let inputs = self.inputs(spec, lock);
+        let plan = build_plan(&inputs, store)?;
+        let name = image_name(&inputs, &plan);
+        let image = find_image(store, &name)?;
+        Ok((name, image))
+    }
+}

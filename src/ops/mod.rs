@@ -1,0 +1,113 @@
+//! What each `env` command does, chaining the stages for one project: find and load the env
+//! file, bring its lock up to date (or refuse, with `--locked`), find or build its image, and
+//! make the session or the peers' requests. `crate::cli` parses arguments, calls one function
+//! here and renders what it returns; the stages below know nothing of commands.
+//!
+//! - [`project`]: the env file found and loaded, with its warnings.
+//! - [`lock`]: `env lock`, and the current lock every later command starts from.
+//! - [`image`]: the image of a project, found in the store or built.
+//! - [`session`]: `env shell`, `env run`, `env fix-owner`.
+//! - [`peers`]: `env up`, `down`, `ps`, `logs`, and the supervisor's entry.
+//! - [`inspect`], [`export`], [`store`] (images, gc, verify, volumes), [`init`].
+//!
+//! Progress goes to stderr as it happens ([`say`]); results are returned for the CLI to render.
+
+pub mod export;
+pub mod image;
+pub mod init;
+pub mod inspect;
+pub mod lock;
+pub mod peers;
+pub mod project;
+pub mod session;
+pub mod store;
+
+pub use lock::LockMode;
+pub use project::Project;
+
+use crate::solve::stage::SolveError;
+use crate::spec::SpecError;
+
+/// Why a command could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// Input the user can fix, with what to do next.
+    #[error("{message}")]
+    User {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{message}")]
+    Io {
+        message: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Solve(#[from] SolveError),
+    #[error(transparent)]
+    Build(#[from] crate::build::image::BuildError),
+    /// The lock, or what the store holds, no longer matches what it was made from.
+    #[error("{message}")]
+    Stale {
+        message: String,
+        reasons: Vec<String>,
+        hint: Option<String>,
+    },
+    #[error(transparent)]
+    Userns(#[from] crate::userns::UsernsError),
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
+    /// A session's program could not be started (not found, not executable).
+    #[error("{0}")]
+    NotRunnable(String),
+}
+
+impl From<crate::run::peers::PeerError> for Error {
+    fn from(error: crate::run::peers::PeerError) -> Self {
+        Error::Run(crate::run::RunError::Peer(error))
+    }
+}
+
+impl Error {
+    pub fn user(message: impl Into<String>, hint: Option<String>) -> Self {
+        Error::User {
+            message: message.into(),
+            hint,
+        }
+    }
+
+    pub fn io(message: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            message: message.into(),
+            source,
+        }
+    }
+
+    /// What to do next, when envkit knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Spec(error) => error.hint(),
+            Error::User { hint, .. } | Error::Stale { hint, .. } => hint.clone(),
+            Error::Io { .. } => None,
+            Error::Solve(error) => error.hint(),
+            Error::Build(crate::build::image::BuildError::Download(error)) => error.hint(),
+            Error::Build(_) => None,
+            Error::Userns(error) => error.help(),
+            Error::Run(crate::run::RunError::Peer(error)) => error.hint(),
+            Error::Run(_) => None,
+            Error::NotRunnable(_) => Some(
+                "check the command's name; packages it needs go in env.kdl's `packages`".into(),
+            ),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Tells the user what is happening, on stderr, as it happens.
+pub fn say(line: &str) {
+    eprintln!("{line}");
+}

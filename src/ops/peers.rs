@@ -1,0 +1,130 @@
+//! `env up`, `down`, `ps`, `logs` and the supervisor's entry: each peer's image comes from the
+//! image step (locked and built as any environment's), the lifecycle from `run::peers`.
+
+use std::path::PathBuf;
+
+use super::{Error, LockMode, Project, Result, say};
+use crate::build::image::{BuildError, find_image};
+use crate::build::store::Store;
+use crate::run::peers::{self, Host, ProjectPeers, listing, log::LogFollower};
+use crate::spec::Peer;
+
+/// A peer's lock: beside its own file, or for an inline peer `<file>.<peer>.lock` beside the
+/// file holding it.
+fn peer_lock_path(peer: &Peer) -> PathBuf {
+    match &peer.file {
+        Some(file) => crate::solve::stage::lock_path(file),
+        None => peer
+            .spec
+            .origin
+            .file
+            .with_extension(format!("{}.lock", peer.name)),
+    }
+}
+
+/// Starts the peers not running yet, building their images first; returns the `/etc/hosts`
+/// lines naming every peer. What `env up` does, and `env shell` and `env run` first.
+pub fn start(peers: &ProjectPeers<'_>, mode: LockMode) -> Result<Vec<Host>> {
+    let store = Store::default_location();
+    let mut image_for = |peer: &Peer| -> Result<String> {
+        let image = super::image::ensure_image(&peer.spec, &peer_lock_path(peer), mode, &store)?;
+        Ok(image.name)
+    };
+    peers::up::up(peers, &mut image_for, &say)
+}
+
+/// `env up`. Returns how many peers the project has.
+pub fn up(project: &Project, mode: LockMode) -> Result<usize> {
+    crate::userns::enter()?;
+    let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
+    let count = peers.in_order().len();
+    if count > 0 {
+        start(&peers, mode)?;
+    }
+    Ok(count)
+}
+
+/// The volumes `env down --volumes` would delete, to confirm first.
+pub fn volumes_to_delete(project: &Project) -> Vec<String> {
+    let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
+    peers::stop::volume_names(&peers)
+}
+
+/// `env down [--volumes]`.
+pub fn down(project: &Project, delete_volumes: bool) -> Result<()> {
+    crate::userns::enter()?;
+    let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
+    peers::stop::down(&peers, delete_volumes, &say)?;
+    Ok(())
+}
+
+/// `env ps`: the project's peers and open sessions.
+pub fn ps(project: &Project) -> Vec<listing::Entry> {
+    let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
+    listing::entries(&peers)
+}
+
+/// `env logs [PEER]`: the chosen peers' logs, read as they grow.
+pub struct Logs {
+    logs: Vec<(String, PathBuf, LogFollower)>,
+}
+
+impl Logs {
+    /// Each peer's output since the last call, in start order: whole lines only when
+    /// `following` (a line being written waits for the next call).
+    pub fn read_new(&mut self, following: bool) -> Vec<(&str, Vec<u8>)> {
+        self.logs
+            .iter_mut()
+            .map(|(name, log, follower)| (name.as_str(), follower.read_new(log, following)))
+            .collect()
+    }
+
+    /// Whether more than one peer is shown (each line then says whose it is).
+    pub fn several(&self) -> bool {
+        self.logs.len() > 1
+    }
+}
+
+/// The logs of `peer`, or of every peer.
+pub fn logs(project: &Project, peer: Option<&str>) -> Result<Logs> {
+    let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
+    let order = peers.in_order();
+    if let Some(name) = peer
+        && !order.iter().any(|p| p.name == name)
+    {
+        return Err(peers::PeerError::Unknown {
+            name: name.to_string(),
+            known: order.iter().map(|p| p.name.clone()).collect(),
+        }
+        .into());
+    }
+    Ok(Logs {
+        logs: order
+            .iter()
+            .filter(|p| peer.is_none_or(|name| p.name == name))
+            .map(|p| (p.name.clone(), peers.log(&p.name), LogFollower::default()))
+            .collect(),
+    })
+}
+
+/// `env __supervise PEER IMAGE RESTARTS`: runs one peer until it ends.
+pub fn supervise(project: &Project, name: &str, image: &str, restarts: u32) -> Result<()> {
+    let entered = crate::userns::enter()?;
+    let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
+    let peer = peers
+        .find(name)
+        .ok_or_else(|| peers::PeerError::NotInEnvFile(name.to_string()))?;
+    let store = Store::default_location();
+    let image = find_image(&store, image)
+        .map_err(BuildError::from)?
+        .ok_or_else(|| Error::user(format!("image `{image}` is not in the store"), None))?;
+    peers::supervisor::supervise(&peers::supervisor::Supervised {
+        peers: &peers,
+        peer,
+        layers: image.layers.iter().map(|l| store.tree(&l.key)).collect(),
+        image: image.name,
+        invoker: &entered.invoker,
+        restarts,
+    })?;
+    Ok(())
+}

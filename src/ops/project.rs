@@ -1,0 +1,43 @@
+//! The project a command works on: its env file, found and loaded.
+
+use std::path::{Path, PathBuf};
+
+use super::{Error, Result};
+use crate::spec::{Loaded, Spec, SpecDiagnostic};
+
+/// A loaded env file (with its peers).
+pub struct Project {
+    pub loaded: Loaded,
+}
+
+impl Project {
+    /// Finds and loads the env file: `file` when given, else `env.kdl` in the current folder
+    /// or a parent.
+    pub fn load(file: Option<&Path>) -> Result<Project> {
+        let path = match file {
+            Some(path) => path.to_path_buf(),
+            None => crate::spec::discover(&current_dir()?)?,
+        };
+        Ok(Project {
+            loaded: crate::spec::load(&path)?,
+        })
+    }
+
+    pub fn spec(&self) -> &Spec {
+        &self.loaded.spec
+    }
+
+    /// What the env file says that is allowed but probably not meant.
+    pub fn warnings(&self) -> &[SpecDiagnostic] {
+        &self.loaded.warnings
+    }
+
+    /// The lock beside the env file.
+    pub fn lock_path(&self) -> PathBuf {
+        crate::solve::stage::lock_path(&self.spec().origin.file)
+    }
+}
+
+pub fn current_dir() -> Result<PathBuf> {
+    std::env::current_dir().map_err(|e| Error::io("cannot read the current folder", e))
+}

@@ -1,0 +1,113 @@
+//! `env run` and `env shell`: the image (locked and built when needed), the peers started, and
+//! one session; `env fix-owner`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use super::{Error, LockMode, Project, Result};
+use crate::build::store::Store;
+use crate::run::peers::ProjectPeers;
+use crate::run::session::{self, SessionRequest};
+use crate::sandbox::SandboxError;
+
+/// What the user asked the session for.
+pub struct Entry {
+    /// Be root inside.
+    pub root: bool,
+    /// The command; empty means the env's shell, on a pty when stdin is a terminal.
+    pub command: Vec<String>,
+    pub lock_mode: LockMode,
+}
+
+/// How the session ended.
+pub struct Ended {
+    /// The program's exit status.
+    pub status: i32,
+    /// Files root created in writable mounts that now belong to the subordinate root id: the
+    /// mount's path inside, how many.
+    pub foreign_files: Vec<(String, usize)>,
+}
+
+/// Enters the environment and returns once its program ends.
+pub fn enter(project: &Project, entry: Entry) -> Result<Ended> {
+    let entered = crate::userns::enter()?;
+    let spec = project.spec();
+    let store = Store::default_location();
+    let image = super::image::ensure_image(spec, &project.lock_path(), entry.lock_mode, &store)?;
+    let peers = ProjectPeers::new(spec, crate::paths::runtime_dir());
+    let hosts = if spec.peers.is_empty() {
+        Vec::new()
+    } else {
+        super::peers::start(&peers, entry.lock_mode)?
+    };
+    let name = super::image::image_repository(spec);
+    let shell = entry.command.is_empty();
+    let mut request = SessionRequest::new(
+        &name,
+        spec,
+        image.layers.iter().map(|l| store.tree(&l.key)).collect(),
+        &entered.invoker,
+    );
+    request.root = entry.root;
+    request.command = entry.command;
+    request.terminal = shell && std::io::stdin().is_terminal();
+    request.host_cwd = std::env::current_dir()
+        .ok()
+        .and_then(|d| d.canonicalize().ok());
+    // A private network is the session's own: the peers are linked into it as they are into
+    // each other's, before the program starts.
+    let linked = if spec.network == crate::spec::Network::Private {
+        peers.ports(&hosts)
+    } else {
+        Vec::new()
+    };
+    request.hosts = hosts;
+    let mut link = |pid: i32| {
+        if linked.is_empty() {
+            return;
+        }
+        match crate::run::peers::forward::namespace_of(pid) {
+            Ok(inside) => crate::run::peers::forward::link_peers_into(&inside, &linked),
+            Err(error) => super::say(&format!(
+                "warning: the peers are not reachable in this session: {error}"
+            )),
+        }
+    };
+    let outcome = match session::run_with(&request, &mut link) {
+        Err(crate::run::RunError::Sandbox(SandboxError::NotRunnable(message))) => {
+            return Err(Error::NotRunnable(message));
+        }
+        other => other?,
+    };
+    Ok(Ended {
+        status: outcome.exit.code(),
+        foreign_files: outcome.foreign_files,
+    })
+}
+
+/// What `env fix-owner` gave back: each writable mount's host folder with how many files.
+pub struct GivenBack {
+    pub user: String,
+    pub mounts: Vec<(PathBuf, usize)>,
+}
+
+/// `env fix-owner`: gives the invoking user back what root created in the env's mounts.
+pub fn fix_owner(project: &Project) -> Result<GivenBack> {
+    let entered = crate::userns::enter()?;
+    let invoker = &entered.invoker;
+    let mut mounts = Vec::new();
+    for mount in project.spec().mounts.iter().filter(|m| !m.readonly) {
+        let changed = crate::run::ownership::give_back(&mount.host_path, invoker.uid, invoker.gid)
+            .map_err(|e| {
+                Error::io(
+                    format!("cannot give back files in `{}`", mount.host_path.display()),
+                    e,
+                )
+            })?;
+        mounts.push((mount.host_path.clone(), changed));
+    }
+    Ok(GivenBack {
+        user: invoker.name.clone(),
+        mounts,
+    })
+}
