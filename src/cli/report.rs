@@ -66,8 +66,8 @@ impl Failure {
             Error::Spec(_) | Error::User { .. } => EXIT_USER_ERROR,
             Error::Userns(UsernsError::NoRange { .. }) => EXIT_USER_ERROR,
             Error::Run(RunError::MissingMountSource { .. }) => EXIT_USER_ERROR,
-            Error::Run(RunError::Peer(error)) if error.is_user_error() => EXIT_USER_ERROR,
-            Error::Userns(_) | Error::Run(_) => EXIT_FAILURE,
+            Error::Peer(error) if error.is_user_error() => EXIT_USER_ERROR,
+            Error::Userns(_) | Error::Run(_) | Error::Peer(_) => EXIT_FAILURE,
             Error::NotRunnable(_) => EXIT_EXEC_FAILED,
         }
     }

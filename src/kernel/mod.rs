@@ -3,3 +3,4 @@
 //! never makes the system call itself.
 
 pub mod ns;
+pub mod process;

@@ -60,15 +60,11 @@ pub enum Error {
     Userns(#[from] crate::userns::UsernsError),
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
+    #[error(transparent)]
+    Peer(#[from] crate::run::peers::PeerError),
     /// A session's program could not be started (not found, not executable).
     #[error("{0}")]
     NotRunnable(String),
-}
-
-impl From<crate::run::peers::PeerError> for Error {
-    fn from(error: crate::run::peers::PeerError) -> Self {
-        Error::Run(crate::run::RunError::Peer(error))
-    }
 }
 
 impl Error {
@@ -96,7 +92,7 @@ impl Error {
             Error::Build(crate::build::image::BuildError::Download(error)) => error.hint(),
             Error::Build(_) => None,
             Error::Userns(error) => error.help(),
-            Error::Run(crate::run::RunError::Peer(error)) => error.hint(),
+            Error::Peer(error) => error.hint(),
             Error::Run(_) => None,
             Error::NotRunnable(_) => Some(
                 "check the command's name; packages it needs go in env.kdl's `packages`".into(),

@@ -8,7 +8,19 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::volumes::VolumeError;
+/// Why a folder could not be copied out of the layers.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("cannot {what} `{}`", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::build::store::StoreError),
+}
 
 fn is_whiteout(metadata: &std::fs::Metadata) -> bool {
     metadata.file_type().is_char_device() && metadata.rdev() == 0
@@ -46,7 +58,7 @@ pub fn find(layers: &[PathBuf], relative: &str) -> Option<PathBuf> {
 
 /// Copies the merged content of the folder `relative` from `layers` (bottom first) into
 /// `target` (which must not exist). Returns false when the image has nothing there.
-pub fn copy_merged(layers: &[PathBuf], relative: &str, target: &Path) -> Result<bool, VolumeError> {
+pub fn copy_merged(layers: &[PathBuf], relative: &str, target: &Path) -> Result<bool, CopyError> {
     let relative = relative.trim_start_matches('/');
     let mut found = false;
     for layer in layers {
@@ -70,15 +82,15 @@ pub fn copy_merged(layers: &[PathBuf], relative: &str, target: &Path) -> Result<
     Ok(found)
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + use<> {
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CopyError + use<> {
     let path = path.to_path_buf();
-    move |source| VolumeError::Io { what, path, source }
+    move |source| CopyError::Io { what, path, source }
 }
 
 /// Lays one layer's folder over `to`: its entries replace what is there, its whiteouts delete.
-fn copy_layer(from: &Path, to: &Path) -> Result<(), VolumeError> {
+fn copy_layer(from: &Path, to: &Path) -> Result<(), CopyError> {
     for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
-        let entry = entry.map_err(|e| VolumeError::Io {
+        let entry = entry.map_err(|e| CopyError::Io {
             what: "read",
             path: e.path().unwrap_or(from).to_path_buf(),
             source: e
@@ -137,7 +149,7 @@ fn copy_layer(from: &Path, to: &Path) -> Result<(), VolumeError> {
     Ok(())
 }
 
-fn remove(path: &Path) -> Result<(), VolumeError> {
+fn remove(path: &Path) -> Result<(), CopyError> {
     let metadata = path.symlink_metadata().map_err(io("read", path))?;
     if metadata.is_dir() {
         crate::build::store::remove_tree(path)?;

@@ -43,8 +43,6 @@ pub enum RunError {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Store(#[from] crate::build::store::StoreError),
-    #[error(transparent)]
-    Peer(#[from] super::peers::PeerError),
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError + use<> {
@@ -139,7 +137,7 @@ impl SessionRecord {
         if self.pid_start == 0 {
             return Path::new(&format!("/proc/{}", self.pid)).exists();
         }
-        super::peers::state::process_alive(self.pid, self.pid_start)
+        crate::kernel::process::is_alive(self.pid, self.pid_start)
     }
 }
 
@@ -264,7 +262,7 @@ fn run_in(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         pid: std::process::id(),
-        pid_start: super::peers::state::process_start(std::process::id()).unwrap_or(0),
+        pid_start: crate::kernel::process::start_time(std::process::id()).unwrap_or(0),
     };
     let record_path = dir.join("session.json");
     let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();

@@ -29,6 +29,8 @@ pub enum VolumeError {
     Unknown { name: String, known: Vec<String> },
     #[error(transparent)]
     Store(#[from] crate::build::store::StoreError),
+    #[error(transparent)]
+    Copy(#[from] super::layers::CopyError),
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + use<> {

@@ -57,7 +57,7 @@ impl PeerState {
         if let Some(code) = self.exit {
             return Status::Exited(Some(code));
         }
-        if !process_alive(self.supervisor, self.supervisor_start) {
+        if !crate::kernel::process::is_alive(self.supervisor, self.supervisor_start) {
             return Status::Exited(None);
         }
         if self.ready {
@@ -92,26 +92,6 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A process's start time in clock ticks after boot (field 22 of `/proc/PID/stat`).
-pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: count fields after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether `pid` is still the process that started at `start` (and not a zombie).
-pub fn process_alive(pid: u32, start: u64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let zombie = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-        .is_some_and(|state| state == "Z" || state == "X");
-    !zombie && process_start(pid) == Some(start)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,7 +106,7 @@ mod tests {
             address: "127.77.0.2".into(),
             ports: vec![5432],
             supervisor: me,
-            supervisor_start: process_start(me).unwrap(),
+            supervisor_start: crate::kernel::process::start_time(me).unwrap(),
             started: now(),
             ready: true,
             exit: None,

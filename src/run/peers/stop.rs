@@ -77,13 +77,13 @@ fn stop(state: &PeerState, say: &dyn Fn(&str)) {
         nix::sys::signal::Signal::SIGTERM,
         nix::sys::signal::Signal::SIGKILL,
     ] {
-        if !super::state::process_alive(state.supervisor, state.supervisor_start) {
+        if !crate::kernel::process::is_alive(state.supervisor, state.supervisor_start) {
             return;
         }
         let _ = nix::sys::signal::kill(pid, signal);
         let sent = Instant::now();
         while sent.elapsed() < GRACE {
-            if !super::state::process_alive(state.supervisor, state.supervisor_start) {
+            if !crate::kernel::process::is_alive(state.supervisor, state.supervisor_start) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

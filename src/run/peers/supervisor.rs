@@ -87,7 +87,7 @@ pub fn supervise(run: &Supervised<'_>) -> Result<(), PeerError> {
         address: address.clone(),
         ports: peer.spec.ports.clone(),
         supervisor: me,
-        supervisor_start: super::state::process_start(me).unwrap_or(0),
+        supervisor_start: crate::kernel::process::start_time(me).unwrap_or(0),
         started: super::state::now(),
         ready: false,
         exit: None,
