@@ -5,19 +5,15 @@
 //! whiteout (the path was deleted), a folder with `user.overlay.opaque` (or `trusted.`) = `y`
 //! hides everything below it.
 
+use super::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Why a folder could not be copied out of the layers.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("cannot {what} `{}`", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::run::FileError),
     #[error(transparent)]
     Store(#[from] crate::build::store::StoreError),
 }
@@ -82,15 +78,10 @@ pub fn copy_merged(layers: &[PathBuf], relative: &str, target: &Path) -> Result<
     Ok(found)
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CopyError + use<> {
-    let path = path.to_path_buf();
-    move |source| CopyError::Io { what, path, source }
-}
-
 /// Lays one layer's folder over `to`: its entries replace what is there, its whiteouts delete.
 fn copy_layer(from: &Path, to: &Path) -> Result<(), CopyError> {
     for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
-        let entry = entry.map_err(|e| CopyError::Io {
+        let entry = entry.map_err(|e| crate::run::FileError {
             what: "read",
             path: e.path().unwrap_or(from).to_path_buf(),
             source: e

@@ -4,6 +4,7 @@
 //! The session's scratch lives in `<runtime>/sessions/<id>/` (upper, work, the mount point and
 //! `session.json`, which `env ps` reads) and is deleted when the program ends.
 
+use super::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,13 +24,8 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot {what} `{}`", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::run::FileError),
     #[error("the mount `{source_as_written}` names `{}`, which does not exist", host_path.display())]
     MissingMountSource {
         source_as_written: String,
@@ -43,11 +39,6 @@ pub enum RunError {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Store(#[from] crate::build::store::StoreError),
-}
-
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError + use<> {
-    let path = path.to_path_buf();
-    move |source| RunError::Io { what, path, source }
 }
 
 /// What to run, where and as whom.

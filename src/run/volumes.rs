@@ -9,6 +9,7 @@
 //! do: a database package creates its cluster at install time, and that is what its volume
 //! must start with.
 
+use super::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -18,24 +19,14 @@ use crate::build::store::remove_tree;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
-    #[error("cannot {what} `{}`", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::run::FileError),
     #[error("this project has no volume `{name}`")]
     Unknown { name: String, known: Vec<String> },
     #[error(transparent)]
     Store(#[from] crate::build::store::StoreError),
     #[error(transparent)]
     Copy(#[from] super::layers::CopyError),
-}
-
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + use<> {
-    let path = path.to_path_buf();
-    move |source| VolumeError::Io { what, path, source }
 }
 
 /// Which project a volume belongs to.

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::PeerError;
 use super::files::hold_lock;
-use super::{PeerError, io};
+use crate::run::io;
 
 /// The loopback address of `peer` in `project`, the same every time: chosen once, recorded in
 /// `<runtime>/addresses.json` under a lock. A new address is one where none of `ports` is taken

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{PeerError, io};
+use super::PeerError;
+use crate::run::io;
 
 /// The folder of one project's peers.
 pub fn project_dir(runtime_dir: &Path, project: &Path) -> PathBuf {

@@ -31,20 +31,13 @@ pub mod stop;
 pub mod supervisor;
 pub mod up;
 
-use std::path::{Path, PathBuf};
-
 pub use project::{Host, ProjectPeers, peers_in_order};
 pub use state::{PeerState, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
-    #[error("cannot {what} `{}`", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::run::FileError),
     #[error("{what}")]
     Start {
         what: &'static str,
@@ -98,9 +91,4 @@ impl PeerError {
             _ => None,
         }
     }
-}
-
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PeerError + use<> {
-    let path = path.to_path_buf();
-    move |source| PeerError::Io { what, path, source }
 }

@@ -6,7 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{PeerError, io};
+use super::PeerError;
+use crate::run::io;
 
 /// What the supervisor writes about a peer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +82,8 @@ impl PeerState {
         let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
         crate::fetch::write_bytes_atomically(&path, &bytes)
             .map_err(|e| std::io::Error::other(e.to_string()))
-            .map_err(io("write", &path))
+            .map_err(io("write", &path))?;
+        Ok(())
     }
 }
 

@@ -26,15 +26,15 @@ pub fn spawn(
     restarts: u32,
 ) -> Result<Child, PeerError> {
     let dir = peers.dir(&peer.name);
-    std::fs::create_dir_all(&dir).map_err(super::io("create", &dir))?;
+    std::fs::create_dir_all(&dir).map_err(crate::run::io("create", &dir))?;
     let _ = std::fs::remove_file(PeerState::path(&dir));
     let log_path = dir.join("log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
-        .map_err(super::io("open", &log_path))?;
-    let err = log.try_clone().map_err(super::io("open", &log_path))?;
+        .map_err(crate::run::io("open", &log_path))?;
+    let err = log.try_clone().map_err(crate::run::io("open", &log_path))?;
     let exe = std::env::current_exe().map_err(|source| PeerError::Start {
         what: "cannot find envkit itself",
         source,
