@@ -13,12 +13,16 @@
 //! [`cli`] is the `env` command on top of them; [`passthrough`] keeps the system `env` working
 //! when the binary is installed under that name.
 //!
+//! [`debian`] reads Debian's formats (deb822, versions, relationships, `Release`, apt sources,
+//! `.deb`) for `solve` and `build`; it imports nothing else of the crate.
+//!
 //! # Files envkit reads and writes
 //! - `env.kdl` (read): the project's environment, found in the current folder or a parent.
 //! - `env.lock` (written by `env lock`, read by everything after): pinned packages.
 
 pub mod build;
 pub mod cli;
+pub mod debian;
 pub mod fetch;
 pub mod kernel;
 pub mod mirror;

@@ -1,13 +1,12 @@
 //! Which mirror to use, and which suites of a release to read from it.
 //!
 //! envkit never names a mirror itself. In order: `mirror "URL"` in env.kdl, `ENVKIT_MIRROR`,
-//! then the Debian mirror in the host's apt sources (deb822 `*.sources` files and one-line
-//! `sources.list` / `*.list` files). The host's sources also give the security mirror, which
-//! Debian serves from a different path.
+//! then the Debian mirror in the host's apt sources (read by [`crate::debian::sources`]). The
+//! host's sources also give the security mirror, which Debian serves from a different path.
 
 use std::path::{Path, PathBuf};
 
-use crate::solve::deb822;
+use crate::debian::sources;
 
 /// Where the indexes of one release come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,14 +109,6 @@ impl SourcesError {
     }
 }
 
-/// One `deb` line or deb822 stanza of the host's sources.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    uri: String,
-    suites: Vec<String>,
-    components: Vec<String>,
-}
-
 /// The mirrors to use: `env_file_mirror`, else `ENVKIT_MIRROR`, else the host's apt sources
 /// under `apt_dir` (normally `/etc/apt`).
 pub fn choose_mirrors(
@@ -146,12 +137,7 @@ pub fn for_spec(spec: &crate::spec::Spec) -> Result<Mirrors, SourcesError> {
 
 /// The Debian archive and security mirrors named by the apt sources under `apt_dir`.
 pub fn host_mirrors(apt_dir: &Path) -> Result<Mirrors, SourcesError> {
-    let mut files = vec![apt_dir.join("sources.list")];
-    let mut listed: Vec<PathBuf> = std::fs::read_dir(apt_dir.join("sources.list.d"))
-        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    listed.sort();
-    files.extend(listed);
+    let files = sources::files(apt_dir);
     let mut archive: Option<(String, PathBuf)> = None;
     let mut security: Option<String> = None;
     for file in &files {
@@ -159,16 +145,12 @@ pub fn host_mirrors(apt_dir: &Path) -> Result<Mirrors, SourcesError> {
         let Ok(text) = std::fs::read_to_string(file) else {
             continue;
         };
-        let entries = if name.ends_with(".sources") {
-            deb822_entries(&text)
-        } else if name.ends_with(".list") {
-            one_line_entries(&text)
-        } else {
+        let Some(entries) = sources::entries(name, &text) else {
             continue;
         };
         for entry in entries
             .into_iter()
-            .filter(|e| e.components.iter().any(|c| c == "main"))
+            .filter(|e| is_usable_uri(&e.uri) && e.components.iter().any(|c| c == "main"))
         {
             if entry
                 .suites
@@ -191,65 +173,8 @@ pub fn host_mirrors(apt_dir: &Path) -> Result<Mirrors, SourcesError> {
     }
 }
 
-fn deb822_entries(text: &str) -> Vec<Entry> {
-    let mut out = Vec::new();
-    for stanza in deb822::stanzas(text) {
-        let words = |field: &str| -> Vec<String> {
-            stanza
-                .get(field)
-                .map(|v| v.split_whitespace().map(str::to_string).collect())
-                .unwrap_or_default()
-        };
-        if !words("Types").iter().any(|t| t == "deb")
-            || stanza.get("Enabled").is_some_and(|e| e.trim() == "no")
-        {
-            continue;
-        }
-        let (suites, components) = (words("Suites"), words("Components"));
-        for uri in words("URIs") {
-            if is_usable_uri(&uri) {
-                out.push(Entry {
-                    uri,
-                    suites: suites.clone(),
-                    components: components.clone(),
-                });
-            }
-        }
-    }
-    out
-}
-
-fn one_line_entries(text: &str) -> Vec<Entry> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        let Some(rest) = line
-            .strip_prefix("deb ")
-            .or_else(|| line.strip_prefix("deb\t"))
-        else {
-            continue;
-        };
-        let rest = rest.trim_start();
-        // `[signed-by=... arch=...]` options come before the URI.
-        let rest = match rest.strip_prefix('[') {
-            Some(options) => options.split_once(']').map_or("", |(_, after)| after),
-            None => rest,
-        };
-        let mut words = rest.split_whitespace();
-        let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
-            continue;
-        };
-        if is_usable_uri(uri) {
-            out.push(Entry {
-                uri: uri.to_string(),
-                suites: vec![suite.to_string()],
-                components: words.map(str::to_string).collect(),
-            });
-        }
-    }
-    out
-}
-
+/// Whether envkit can fetch from `uri`: apt's other methods (`cdrom:`, `tor+http:`, ...) are
+/// passed over for the next entry.
 fn is_usable_uri(uri: &str) -> bool {
     ["http://", "https://", "file:/"]
         .iter()

@@ -20,8 +20,10 @@ use std::path::{Path, PathBuf};
 use crate::sandbox::{Bind, RunAs, SandboxError, SandboxNetwork, SandboxSpec};
 use crate::solve::lockfile::{Layer, Lock, LockedPackage};
 
-use super::deb::{Deb, DebError, ExtractOptions};
 use super::download::deb_path;
+use super::extract::ExtractOptions;
+use super::unpack::{UnpackError, unpack};
+use crate::debian::deb::{Deb, DebError};
 
 /// Where the cached `.deb`s appear inside the root while dpkg runs.
 const DEBS_INSIDE: &str = "/var/cache/envkit-debs";
@@ -36,6 +38,8 @@ pub enum BaseError {
     },
     #[error(transparent)]
     Deb(#[from] DebError),
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error("{what} failed; its output is in `{}`", log.display())]
@@ -65,8 +69,8 @@ pub fn build_base(
         preserve_owners: true,
     };
     for package in &essential {
-        Deb::open(&deb_path(cache_dir, &package.sha256), &package.name)?
-            .extract_data(tree, &options)?;
+        let deb = Deb::open(&deb_path(cache_dir, &package.sha256), &package.name)?;
+        unpack(&deb, tree, &options)?;
     }
     let dpkg = Dpkg {
         root: tree,

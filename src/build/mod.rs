@@ -4,10 +4,13 @@
 //! `.deb`s, [`base`] and [`layers`] build what the [`store`] lacks, [`layer_tar`] gives each
 //! its diff_id and [`members`] the list `env verify` names changed files from. Around it: [`roots`] and [`gc`] (what to keep), [`export`] (OCI archives),
 //! [`shortcut`] (a project's image found again without re-planning).
+//!
+//! [`unpack`] puts a `.deb`'s data into a tree for [`base`]: `crate::debian` reads the `.deb`,
+//! [`extract`] writes its tar stream, confined to the tree.
 pub mod base;
-pub mod deb;
 pub mod download;
 pub mod export;
+pub mod extract;
 pub mod gc;
 pub mod image;
 pub mod layer_tar;
@@ -17,3 +20,4 @@ pub mod plan;
 pub mod roots;
 pub mod shortcut;
 pub mod store;
+pub mod unpack;

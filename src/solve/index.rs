@@ -10,9 +10,10 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::deb822;
 use super::lazy::LazyPackages;
-use super::version::{Relation, Version};
+use crate::debian::deb822;
+use crate::debian::relationship;
+use crate::debian::version::{Relation, Version};
 
 /// An interned package name (real or virtual).
 pub type NameId = u32;
@@ -459,54 +460,23 @@ impl Index {
         })
     }
 
-    /// Parses `a (>= 1) | b:any, c [amd64] <!nocheck>` into groups of alternatives. Malformed
-    /// alternatives are dropped; a group left empty is dropped too.
+    /// Parses `a (>= 1) | b:any, c [amd64] <!nocheck>` into groups of alternatives, interning
+    /// their names. Malformed alternatives are dropped; a group left empty is dropped too.
+    /// `:any` and `:native` are met by the native package: the index holds one architecture.
     pub fn parse_groups(&mut self, text: &str) -> Vec<Group> {
         let mut groups = Vec::new();
-        for group_text in text.split(',') {
-            let group: Group = group_text
-                .split('|')
-                .filter_map(|alt| self.parse_dependency(alt))
+        for alternatives in relationship::groups(text) {
+            let group: Group = alternatives
+                .map(|alternative| Dependency {
+                    name: self.intern(alternative.name),
+                    constraint: alternative.constraint,
+                })
                 .collect();
             if !group.is_empty() {
                 groups.push(group);
             }
         }
         groups
-    }
-
-    fn parse_dependency(&mut self, text: &str) -> Option<Dependency> {
-        // Architecture restrictions `[...]` and build profiles `<...>` only appear in source
-        // packages; they follow the name or the `(...)` constraint and are cut off so a stray
-        // one cannot break a binary index.
-        let (name_part, constraint_part) = match text.split_once('(') {
-            Some((name, rest)) => (
-                name.trim(),
-                Some(rest.split(')').next().unwrap_or("").trim()),
-            ),
-            None => (text.split(['[', '<']).next().unwrap_or("").trim(), None),
-        };
-        // `:any` and `:native` qualify the architecture; a single-architecture index satisfies
-        // both with the native package.
-        let name = name_part.split(':').next().unwrap_or("").trim();
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            return None;
-        }
-        let constraint = match constraint_part {
-            None => None,
-            Some(spec) => {
-                let split = spec
-                    .find(|c: char| !"<>=".contains(c))
-                    .unwrap_or(spec.len());
-                let relation: Relation = spec[..split].trim().parse().ok()?;
-                let version: Version = spec[split..].trim().parse().ok()?;
-                Some((relation, version))
-            }
-        };
-        Some(Dependency {
-            name: self.intern(name),
-            constraint,
-        })
     }
 
     /// Whether `package` satisfies `dependency` directly or through one of its `Provides`.

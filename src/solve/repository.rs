@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use super::index::Index;
 use super::lockfile::LockedIndex;
 use super::openpgp::{Keyring, OpenPgpError, verify_cleartext};
-use super::release::{Release, ReleaseError};
+use crate::debian::release::{IndexFile, Release, ReleaseError};
 use crate::fetch::{Conditional, FetchError, Fetcher, Validators, write_bytes_atomically};
 use crate::mirror::{Mirrors, SuitePlan};
 
@@ -113,8 +113,7 @@ impl Repository<'_> {
                 }
                 continue;
             };
-            let file = signed
-                .packages_index(COMPONENT, architecture)
+            let file = packages_index(&signed, COMPONENT, architecture)
                 .cloned()
                 .ok_or_else(|| RepositoryError::NoPackagesIndex {
                     url: in_release_url(&plan),
@@ -251,7 +250,7 @@ impl Repository<'_> {
         &self,
         plan: &SuitePlan,
         release: &Release,
-        file: &super::release::IndexFile,
+        file: &IndexFile,
     ) -> Result<String, RepositoryError> {
         let cached = self
             .cache_dir
@@ -293,6 +292,25 @@ impl Repository<'_> {
     }
 }
 
+/// The `Packages` index of `component` for `architecture` that `Release` lists, preferring the
+/// smallest download that `packages_text` can decompress.
+fn packages_index<'a>(
+    release: &'a Release,
+    component: &str,
+    architecture: &str,
+) -> Option<&'a IndexFile> {
+    let stem = format!("{component}/binary-{architecture}/Packages");
+    ["xz", "gz"]
+        .iter()
+        .find_map(|extension| {
+            release
+                .files
+                .iter()
+                .find(|f| f.path == format!("{stem}.{extension}"))
+        })
+        .or_else(|| release.files.iter().find(|f| f.path == stem))
+}
+
 fn in_release_url(plan: &SuitePlan) -> String {
     format!("{}/dists/{}/InRelease", plan.url, plan.suite)
 }
@@ -302,4 +320,20 @@ fn parse_release(url: &str, text: &str) -> Result<Release, RepositoryError> {
         url: url.to_string(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefers_the_smallest_packages_index_it_can_decompress() {
+        let release = Release::parse("Date: Sat, 11 Jul 2026 10:16:37 UTC\nSHA256:\n 515e 50060337 main/binary-amd64/Packages\n 6777 12084798 main/binary-amd64/Packages.gz\n 9e0b  8790396 main/binary-amd64/Packages.xz\n").unwrap();
+        let index = packages_index(&release, "main", "amd64").unwrap();
+        assert_eq!(
+            (index.path.as_str(), index.size, index.sha256.as_str()),
+            ("main/binary-amd64/Packages.xz", 8790396, "9e0b")
+        );
+        assert!(packages_index(&release, "main", "arm64").is_none());
+    }
 }

@@ -1,4 +1,5 @@
-//! A suite's signed `Release` file: its date and the checksums of its indexes.
+//! A suite's `Release` file (the text inside a verified `InRelease`): its date and the
+//! checksums of its indexes.
 
 use super::deb822;
 
@@ -56,20 +57,6 @@ impl Release {
             files,
         })
     }
-
-    /// The `Packages` index of `component` for `architecture`, preferring the smallest
-    /// download envkit can decompress.
-    pub fn packages_index(&self, component: &str, architecture: &str) -> Option<&IndexFile> {
-        let stem = format!("{component}/binary-{architecture}/Packages");
-        ["xz", "gz"]
-            .iter()
-            .find_map(|extension| {
-                self.files
-                    .iter()
-                    .find(|f| f.path == format!("{stem}.{extension}"))
-            })
-            .or_else(|| self.files.iter().find(|f| f.path == stem))
-    }
 }
 
 #[cfg(test)]
@@ -85,12 +72,14 @@ mod tests {
         assert_eq!(release.date, "Sat, 11 Jul 2026 10:16:37 UTC");
         assert!(release.acquire_by_hash);
         assert_eq!(release.files.len(), 3, "SHA256 entries only");
-        let index = release.packages_index("main", "amd64").unwrap();
         assert_eq!(
-            (index.path.as_str(), index.size, index.sha256.as_str()),
-            ("main/binary-amd64/Packages.xz", 8790396, "9e0b")
+            release.files[2],
+            IndexFile {
+                path: "main/binary-amd64/Packages.xz".into(),
+                size: 8790396,
+                sha256: "9e0b".into(),
+            }
         );
-        assert!(release.packages_index("main", "arm64").is_none());
     }
 
     #[test]
