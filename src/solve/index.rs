@@ -119,7 +119,7 @@ pub struct Index {
     ids: HashMap<String, NameId>,
     /// Name ids in name order, for binary search in a loaded index.
     sorted: Vec<NameId>,
-    packages: LazyPackages,
+    packages: LazyPackages<Package>,
     heads: Vec<Head>,
     /// NameId -> the real package of that name, if any.
     by_name: Vec<Option<PackageId>>,

@@ -7,10 +7,12 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::index::Package;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-#[derive(Debug, Clone, Default)]
-pub struct LazyPackages {
+/// A list of records (the index's packages), each decoded on first access.
+#[derive(Debug, Clone)]
+pub struct LazyPackages<Package> {
     cells: Vec<OnceLock<Package>>,
     /// The encoded packages, shared between clones; empty for an index built from text.
     encoded: Arc<[u8]>,
@@ -18,7 +20,17 @@ pub struct LazyPackages {
     offsets: Vec<u32>,
 }
 
-impl LazyPackages {
+impl<Package> Default for LazyPackages<Package> {
+    fn default() -> Self {
+        LazyPackages {
+            cells: Vec::new(),
+            encoded: Arc::from(Vec::new()),
+            offsets: Vec::new(),
+        }
+    }
+}
+
+impl<Package: Serialize + DeserializeOwned> LazyPackages<Package> {
     /// Packages encoded by [`LazyPackages::encode`]; `None` when the offsets do not fit.
     pub fn from_encoded(encoded: Arc<[u8]>, offsets: Vec<u32>) -> Option<Self> {
         let ordered = offsets.windows(2).all(|w| w[0] <= w[1]);
