@@ -22,6 +22,7 @@ use crate::solve::lockfile::{Layer, Lock, LockedPackage};
 
 use super::deb::{Deb, DebError, ExtractOptions};
 use super::download::deb_path;
+use super::store::Cache;
 
 /// Where the cached `.deb`s appear inside the root while dpkg runs.
 const DEBS_INSIDE: &str = "/var/cache/envkit-debs";
@@ -137,7 +138,7 @@ impl Dpkg<'_> {
             overlay: self.overlay.clone(),
             binds: vec![
                 Bind {
-                    source: self.cache_dir.join("debs-v1"),
+                    source: Cache::new(self.cache_dir).debs_dir(),
                     target: DEBS_INSIDE.into(),
                     readonly: true,
                 },
@@ -251,7 +252,7 @@ const PATH_STUBS: &[(&str, &str)] = &[("ischroot", "#!/bin/sh\nexit 0\n")];
 /// The host folder holding [`PATH_STUBS`], written once into envkit's cache.
 fn path_stubs(cache_dir: &Path) -> Result<PathBuf, BaseError> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = cache_dir.join("build-stubs-v1");
+    let dir = Cache::new(cache_dir).stubs_dir();
     for (name, script) in PATH_STUBS {
         let path = dir.join(name);
         if std::fs::read(&path).is_ok_and(|bytes| bytes == script.as_bytes()) {

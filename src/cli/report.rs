@@ -106,9 +106,14 @@ impl Failure {
                 "check the command's name; packages it needs go in env.kdl's `packages`".into(),
             ),
             Failure::Stale { message, .. } if message.contains("changed since they were built") => {
-                Some("the store was modified outside envkit; delete the store folder's layers-v1 entries named above and run `env build`".into())
+                Some(format!(
+                    "the store was modified outside envkit; delete the store folder's {} entries named above and run `env build`",
+                    crate::build::store::LAYERS_DIR
+                ))
             }
-            Failure::Stale { .. } => Some("run `env lock` to update it, and commit the result".into()),
+            Failure::Stale { .. } => {
+                Some("run `env lock` to update it, and commit the result".into())
+            }
         }
     }
 }

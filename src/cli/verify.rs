@@ -1,12 +1,13 @@
-//! `env verify`: recompute every layer's diff_id from its tree and name what differs.
+//! `env verify`: the current project's image checked against its layers' trees (see
+//! `build::verify`), told layer by layer.
 
 use std::path::Path;
 
 use super::{Failure, load_spec};
 use crate::build::image::BuildError;
-use crate::build::layer_tar::{TarOptions, layer_digest};
-use crate::build::members::{self, Differences};
+use crate::build::members::Differences;
 use crate::build::store::Store;
+use crate::build::verify::{ChangedFiles, LayerCheck, Outcome, verify};
 
 pub fn run(file: Option<&Path>) -> Result<(), Failure> {
     let loaded = load_spec(file)?;
@@ -21,35 +22,12 @@ pub fn run(file: Option<&Path>) -> Result<(), Failure> {
             Some("run `env build` first".into()),
         ));
     };
-    let clamp = crate::build::base::source_date_epoch(&lock);
     let mut damaged = Vec::new();
-    for layer in &image.layers {
-        let options = TarOptions {
-            clamp_mtime: clamp,
-            overlay_upper: layer.name != "base",
-        };
-        let tree = store.tree(&layer.key);
-        let digest = layer_digest(&tree, &options).map_err(|source| BuildError::Digest {
-            layer: layer.name.clone(),
-            source,
-        })?;
-        if digest.diff_id == layer.diff_id {
-            eprintln!("ok       {:<11} {}", layer.name, layer.diff_id);
-        } else {
-            eprintln!(
-                "CHANGED  {:<11} recorded {}, tree gives {}",
-                layer.name, layer.diff_id, digest.diff_id
-            );
-            match members::read(&store.members_path(&layer.key)) {
-                Ok(Some(recorded)) => {
-                    print_differences(&members::compare(&recorded, &digest.members));
-                }
-                Ok(None) => eprintln!(
-                    "         (this layer was built without a member list, so its files cannot be named)"
-                ),
-                Err(error) => eprintln!("         ({error}, so its files cannot be named)"),
-            }
-            damaged.push(layer.name.clone());
+    for check in verify(&store, &image, &lock) {
+        let check = check.map_err(BuildError::from)?;
+        print_check(&check);
+        if let Outcome::Changed { .. } = check.outcome {
+            damaged.push(check.layer);
         }
     }
     if damaged.is_empty() {
@@ -64,6 +42,27 @@ pub fn run(file: Option<&Path>) -> Result<(), Failure> {
         ),
         reasons: Vec::new(),
     })
+}
+
+fn print_check(check: &LayerCheck) {
+    match &check.outcome {
+        Outcome::Matches => eprintln!("ok       {:<11} {}", check.layer, check.recorded),
+        Outcome::Changed { actual, files } => {
+            eprintln!(
+                "CHANGED  {:<11} recorded {}, tree gives {}",
+                check.layer, check.recorded, actual
+            );
+            match files {
+                ChangedFiles::Named(differences) => print_differences(differences),
+                ChangedFiles::Unlisted => eprintln!(
+                    "         (this layer was built without a member list, so its files cannot be named)"
+                ),
+                ChangedFiles::Unreadable(error) => {
+                    eprintln!("         ({error}, so its files cannot be named)")
+                }
+            }
+        }
+    }
 }
 
 /// The files that differ, at most `SHOWN` of each kind.
