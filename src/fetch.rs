@@ -202,13 +202,7 @@ impl Fetcher {
         }
         // Several envkit processes may share one cache: one downloads, the others wait for
         // it and then find the file complete.
-        let mut lock_name = destination
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
-        lock_name.push(".lock");
-        let lock =
-            std::fs::File::create(destination.with_file_name(lock_name)).map_err(cache_error)?;
+        let lock = std::fs::File::create(lock_path(destination)).map_err(cache_error)?;
         lock.lock().map_err(cache_error)?;
         if destination.is_file() {
             return Ok(());
@@ -325,14 +319,41 @@ fn cache_error(path: &Path) -> impl Fn(std::io::Error) -> FetchError + Copy + '_
     }
 }
 
+const PARTIAL: &str = ".partial";
+const ATOMIC_PARTIAL: &str = ".partial-";
+
 /// Where an interrupted download of `destination` waits to be continued.
 pub fn partial_path(destination: &Path) -> PathBuf {
+    beside(destination, PARTIAL)
+}
+
+/// The file a process holds while it downloads `destination`.
+pub fn lock_path(destination: &Path) -> PathBuf {
+    beside(destination, ".lock")
+}
+
+fn beside(destination: &Path, suffix: &str) -> PathBuf {
     let mut name = destination
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    name.push(".partial");
+    name.push(suffix);
     destination.with_file_name(name)
+}
+
+/// The name of the file an interrupted download named `name` continues, if it is one.
+pub fn partial_target(name: &str) -> Option<&str> {
+    name.strip_suffix(PARTIAL)
+}
+
+/// The writer's process id of a temporary file left by [`write_atomically`]
+/// (`.<name>.partial-<pid>`).
+pub fn atomic_writer(name: &str) -> Option<i32> {
+    if !name.starts_with('.') {
+        return None;
+    }
+    let (_, pid) = name.rsplit_once(ATOMIC_PARTIAL)?;
+    pid.parse().ok().filter(|&pid| pid > 0)
 }
 
 /// Writes `destination` through `fill` into a temporary file, then renames it into place;
@@ -348,7 +369,7 @@ pub fn write_atomically(
     let dir = destination.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(cache_error)?;
     let temporary = dir.join(format!(
-        ".{}.partial-{}",
+        ".{}{ATOMIC_PARTIAL}{}",
         destination
             .file_name()
             .and_then(|n| n.to_str())
@@ -619,5 +640,31 @@ mod tests {
                 .starts_with("cannot reach `http://127.0.0.1:9/dists/x/InRelease`"),
             "{error}"
         );
+    }
+
+    /// gc finds what downloads and atomic writes left behind by these names.
+    #[test]
+    fn temporary_names_read_back() {
+        let deb = Path::new("/cache/debs/ab.deb");
+        let partial = partial_path(deb);
+        let partial_name = partial.file_name().unwrap().to_string_lossy();
+        assert_eq!(partial_target(&partial_name), Some("ab.deb"));
+        assert_eq!(partial_target("ab.deb"), None);
+        assert_eq!(lock_path(deb), Path::new("/cache/debs/ab.deb.lock"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let destination = dir.path().join("record.json");
+        write_atomically(&destination, |_| {
+            let writers: Vec<i32> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|e| atomic_writer(&e.unwrap().file_name().to_string_lossy()))
+                .collect();
+            assert_eq!(writers, [std::process::id() as i32]);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(atomic_writer("record.json"), None);
+        assert_eq!(atomic_writer("record.json.partial-42"), None, "not hidden");
+        assert_eq!(atomic_writer(".record.json.partial-0"), None);
     }
 }

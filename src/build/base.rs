@@ -22,6 +22,7 @@ use crate::solve::lockfile::{Layer, Lock, LockedPackage};
 
 use super::download::deb_path;
 use super::extract::ExtractOptions;
+use super::store::Cache;
 use super::unpack::{UnpackError, unpack};
 use crate::debian::deb::{Deb, DebError};
 
@@ -141,7 +142,7 @@ impl Dpkg<'_> {
             overlay: self.overlay.clone(),
             binds: vec![
                 Bind {
-                    source: self.cache_dir.join("debs-v1"),
+                    source: Cache::new(self.cache_dir).debs_dir(),
                     target: DEBS_INSIDE.into(),
                     readonly: true,
                 },
@@ -255,7 +256,7 @@ const PATH_STUBS: &[(&str, &str)] = &[("ischroot", "#!/bin/sh\nexit 0\n")];
 /// The host folder holding [`PATH_STUBS`], written once into envkit's cache.
 fn path_stubs(cache_dir: &Path) -> Result<PathBuf, BaseError> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = cache_dir.join("build-stubs-v1");
+    let dir = Cache::new(cache_dir).stubs_dir();
     for (name, script) in PATH_STUBS {
         let path = dir.join(name);
         if std::fs::read(&path).is_ok_and(|bytes| bytes == script.as_bytes()) {

@@ -2,8 +2,9 @@
 //! SHA-256 before it can be used, resumable, with a progress bar on a terminal and plain log
 //! lines otherwise.
 //!
-//! Cache layout: `debs-v1/<sha256>.deb`, complete and verified; `<sha256>.deb.partial` while a
-//! download is under way or was interrupted (continued next time, never used as a whole file).
+//! Each `.deb` is kept where [`Cache::deb`] says, complete and verified; beside it, a partial
+//! file while a download is under way or was interrupted (continued next time, never used as
+//! a whole file).
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
@@ -14,6 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::fetch::{FetchError, Fetcher};
 use crate::mirror::Mirrors;
 use crate::solve::lockfile::{Lock, LockedPackage};
+
+use super::store::Cache;
 
 /// Downloads at once: enough to hide a mirror's latency, few enough to be polite.
 pub const PARALLEL_DOWNLOADS: usize = 6;
@@ -62,7 +65,7 @@ pub struct DownloadSummary {
 
 /// Where a verified `.deb` with this SHA-256 is kept.
 pub fn deb_path(cache_dir: &Path, sha256: &str) -> PathBuf {
-    cache_dir.join("debs-v1").join(format!("{sha256}.deb"))
+    Cache::new(cache_dir).deb(sha256)
 }
 
 /// The URL a locked package is fetched from, through the mirror serving its suite.

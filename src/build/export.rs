@@ -10,8 +10,9 @@
 //! built by [`oci_manifest`] too, listing the layers as `tar+gzip` blobs, so its digest is not
 //! the image id (that one names the manifest of the uncompressed tars).
 //!
-//! Each layer's canonical tar is written again from its tree ([`write_layer_tar`]) and must give
-//! the diff_id recorded when the layer was built; this is checked as it is written, and a
+//! Each layer's canonical tar is written again from its tree ([`write_layer_tar`], with the
+//! options [`TarOptions::for_layer`] gives the kind its record names) and must give the
+//! diff_id recorded when the layer was built; this is checked as it is written, and a
 //! changed tree stops the export (`env verify` names such layers). Layers are compressed in
 //! parallel, each into a temporary file beside the archive, so no layer is held in memory;
 //! the archive is then written in one pass.
@@ -397,6 +398,8 @@ fn compress_layer(
     clamp_mtime: u64,
     scratch_dir: &Path,
 ) -> Result<(Scratch, LayerBlob), ExportError> {
+    let kind = store.existing_layer(&layer.key)?.kind;
+    let options = TarOptions::for_layer(&kind, clamp_mtime);
     let path = scratch_dir.join(format!(
         ".envkit-export-{}-{index}.tar.gz",
         std::process::id()
@@ -413,10 +416,6 @@ fn compress_layer(
         .mtime(0)
         .operating_system(255)
         .write(counting, Compression::new(GZIP_LEVEL));
-    let options = TarOptions {
-        clamp_mtime,
-        overlay_upper: layer.name != "base",
-    };
     let digest =
         write_layer_tar(&store.tree(&layer.key), &options, &mut gzip).map_err(|source| {
             ExportError::Layer {
@@ -445,6 +444,7 @@ fn compress_layer(
 mod tests {
     use super::*;
     use crate::build::layer_tar::layer_digest;
+    use crate::build::plan::LayerKind;
     use crate::build::store::LayerRecord;
     use std::io::Read;
 
@@ -479,22 +479,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(&dir.path().join("store"));
         let mut layers = Vec::new();
-        for (name, key) in [("base", "k1"), ("packages", "k2")] {
+        let layers_to_build = [
+            ("base", LayerKind::Base, "k1"),
+            ("packages", LayerKind::Packages(1), "k2"),
+        ];
+        for (name, kind, key) in layers_to_build {
             let build = store.begin(key).unwrap().unwrap();
             let tree = build.tree();
             std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
             std::fs::write(tree.join(format!("usr/bin/{name}")), name.repeat(1000)).unwrap();
-            let options = TarOptions {
-                clamp_mtime: 1_700_000_000,
-                overlay_upper: name != "base",
-            };
+            let options = TarOptions::for_layer(&kind, 1_700_000_000);
             let digest = layer_digest(&tree, &options).unwrap();
             build
                 .publish(&LayerRecord {
                     key: key.into(),
                     diff_id: digest.diff_id.clone(),
                     size: digest.size,
-                    kind: name.into(),
+                    kind,
                     parent: None,
                 })
                 .unwrap();

@@ -4,7 +4,7 @@
 //! An image is named `NAME:LOCKHASH12` (the env's name, and the first 12 hex digits of blake3
 //! of the lock text plus the setup steps' layer keys); its id is the SHA-256 of its OCI
 //! manifest, whose layers are the uncompressed canonical layer tars (so each layer's digest is
-//! its diff_id). Image records live in `<store>/images-v1/<NAME>/<LOCKHASH12>.json`.
+//! its diff_id). Image records live in the store, by name and tag ([`Store::image_record`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,7 +23,7 @@ use super::layer_tar::{LayerTarError, TarOptions, layer_digest};
 use super::layers::{OverlayScratch, build_packages, build_setup};
 use super::members::{self, MembersError};
 use super::plan::{BuildPlan, LayerKind, PlanError, plan};
-use super::store::{LayerRecord, Store, StoreError};
+use super::store::{LayerRecord, Store, StoreError, record_stem};
 
 /// One layer of a built image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +67,8 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Members(#[from] MembersError),
+    #[error(transparent)]
+    Verify(#[from] super::verify::VerifyError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -141,7 +143,6 @@ pub fn build(
                 layer: name.clone(),
                 source,
             };
-            let overlay_upper = planned.kind != LayerKind::Base;
             match &planned.kind {
                 LayerKind::Base => build_base(&tree, inputs.lock, inputs.cache_dir, epoch, &log)
                     .map_err(layer_error)?,
@@ -180,23 +181,17 @@ pub fn build(
                     .map_err(layer_error)?;
                 }
             }
-            let digest = layer_digest(
-                &tree,
-                &TarOptions {
-                    clamp_mtime: epoch,
-                    overlay_upper,
-                },
-            )
-            .map_err(|source| BuildError::Digest {
-                layer: name.clone(),
-                source,
-            })?;
+            let digest = layer_digest(&tree, &TarOptions::for_layer(&planned.kind, epoch))
+                .map_err(|source| BuildError::Digest {
+                    layer: name.clone(),
+                    source,
+                })?;
             members::write(&build.members_path(), &digest.members)?;
             let record = LayerRecord {
                 key: planned.key.clone(),
                 diff_id: digest.diff_id,
                 size: digest.size,
-                kind: name.clone(),
+                kind: planned.kind.clone(),
                 parent: planned.parent.clone(),
             };
             build.publish(&record)?;
@@ -303,11 +298,7 @@ pub fn image_id(architecture: &str, layers: &[ImageLayer]) -> String {
 /// Where the record of the image `NAME:TAG` is kept.
 pub fn image_path(store: &Store, name: &str) -> PathBuf {
     let (repository, tag) = name.split_once(':').unwrap_or((name, "latest"));
-    store
-        .root()
-        .join("images-v1")
-        .join(repository)
-        .join(format!("{tag}.json"))
+    store.image_record(repository, tag)
 }
 
 fn record_image(store: &Store, image: &Image) -> Result<(), StoreError> {
@@ -330,7 +321,7 @@ pub fn find_image(store: &Store, name: &str) -> Result<Option<Image>, StoreError
 /// Every image in the store, sorted by name.
 pub fn list_images(store: &Store) -> Result<Vec<Image>, StoreError> {
     let mut images = Vec::new();
-    let root = store.root().join("images-v1");
+    let root = store.images_dir();
     let Ok(repositories) = std::fs::read_dir(&root) else {
         return Ok(images);
     };
@@ -341,7 +332,7 @@ pub fn list_images(store: &Store) -> Result<Vec<Image>, StoreError> {
             .flatten()
         {
             let path = tag.path();
-            if path.extension().is_some_and(|e| e == "json") {
+            if record_stem(&tag.file_name().to_string_lossy()).is_some() {
                 let bytes = std::fs::read(&path).map_err(|source| StoreError::Io {
                     path: path.clone(),
                     source,

@@ -1,4 +1,4 @@
-//! A layer's member list (`members.zst` beside its tree): each tar member's path and digest as
+//! A layer's member list (beside its tree in the store): each tar member's path and digest as
 //! the layer was built, so `env verify` can name the files that changed, not only the layer.
 //!
 //! Format, zstd-compressed text: `envkit-members 1`, then one line per member,

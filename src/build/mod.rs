@@ -2,8 +2,10 @@
 //!
 //! [`image::build`] is the entry point: [`plan`] keys the layers, [`download`] fetches the
 //! `.deb`s, [`base`] and [`layers`] build what the [`store`] lacks, [`layer_tar`] gives each
-//! its diff_id and [`members`] the list `env verify` names changed files from. Around it: [`roots`] and [`gc`] (what to keep), [`export`] (OCI archives),
-//! [`shortcut`] (a project's image found again without re-planning).
+//! its diff_id and [`members`] the list of its files. Around it: [`verify`] (a layer's tree
+//! against its diff_id, for `env verify`), [`roots`] and [`gc`] (what to keep), [`export`]
+//! (OCI archives), [`shortcut`] (a project's image found again without re-planning). Where
+//! anything lives in the store and the download cache is [`store`]'s alone to say.
 //!
 //! [`unpack`] puts a `.deb`'s data into a tree for [`base`]: `crate::debian` reads the `.deb`,
 //! [`extract`] writes its tar stream, confined to the tree.
@@ -21,3 +23,4 @@ pub mod roots;
 pub mod shortcut;
 pub mod store;
 pub mod unpack;
+pub mod verify;

@@ -1,8 +1,9 @@
 //! GC roots: the lock files the store knows, and the image each was last built into.
 //!
+//! One record per lock file in the store ([`Store::root_record`]), named by blake3 of the
+//! lock's absolute path:
 //! ```text
-//! <store>/roots-v1/<blake3 of the lock's absolute path>.json
-//!     {"lock": "/home/me/app/env.lock", "lock_blake3": "<hex>", "image": "app:0123456789ab"}
+//! {"lock": "/home/me/app/env.lock", "lock_blake3": "<hex>", "image": "app:0123456789ab"}
 //! ```
 //! `env build` records the env.lock it built from, a blake3 digest of the lock's bytes and the
 //! image name; one record per lock path, replaced by the next build. `env gc` keeps what the
@@ -19,10 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{Store, StoreError, read_record};
-
-/// The folder of root records inside the store.
-pub const ROOTS_DIR: &str = "roots-v1";
+use super::store::{Store, StoreError, read_record, record_stem};
 
 /// One known lock file and the image built from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,15 +86,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
-/// Where root records are kept.
-pub fn roots_dir(store: &Store) -> PathBuf {
-    store.root().join(ROOTS_DIR)
-}
-
 /// The record file of the lock at this absolute path.
 fn record_path(store: &Store, lock: &Path) -> PathBuf {
     let key = blake3::hash(lock.as_os_str().as_bytes()).to_hex();
-    roots_dir(store).join(format!("{key}.json"))
+    store.root_record(&key)
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -156,7 +149,7 @@ fn check(root: &Root) -> Result<Result<Vec<u8>, StaleReason>, StoreError> {
 
 /// Reads every root record and checks each lock.
 pub fn scan(store: &Store) -> Result<Roots, StoreError> {
-    let dir = roots_dir(store);
+    let dir = store.roots_dir();
     let mut roots = Roots::default();
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -196,11 +189,11 @@ pub fn scan(store: &Store) -> Result<Roots, StoreError> {
     Ok(roots)
 }
 
-/// `<hex>.json`; temporary files of an atomic write start with a dot.
+/// A root record rather than another file (the temporary file of an atomic write).
 fn is_record_name(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| !n.starts_with('.') && n.ends_with(".json"))
+        .is_some_and(|n| record_stem(n).is_some())
 }
 
 /// The images live roots keep.
@@ -279,7 +272,7 @@ mod tests {
     fn recording_the_same_root_again_writes_nothing() {
         let (_dir, store, lock) = setup();
         record(&store, &lock, "app:000000000001").unwrap();
-        let file = std::fs::read_dir(roots_dir(&store))
+        let file = std::fs::read_dir(store.roots_dir())
             .unwrap()
             .next()
             .unwrap()
@@ -296,15 +289,15 @@ mod tests {
         record(&store, &via_dotdot, "app:000000000001").unwrap();
         let after = std::fs::metadata(&file).unwrap();
         assert_eq!(before.modified().unwrap(), after.modified().unwrap());
-        assert_eq!(std::fs::read_dir(roots_dir(&store)).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(store.roots_dir()).unwrap().count(), 1);
     }
 
     #[test]
     fn damaged_records_are_stale_and_temporary_files_are_not_records() {
         let (_dir, store, _lock) = setup();
-        std::fs::create_dir_all(roots_dir(&store)).unwrap();
-        std::fs::write(roots_dir(&store).join("bad.json"), "{").unwrap();
-        std::fs::write(roots_dir(&store).join(".x.json.partial-1"), "{").unwrap();
+        std::fs::create_dir_all(store.roots_dir()).unwrap();
+        std::fs::write(store.roots_dir().join("bad.json"), "{").unwrap();
+        std::fs::write(store.roots_dir().join(".x.json.partial-1"), "{").unwrap();
         let roots = scan(&store).unwrap();
         assert_eq!(roots.stale.len(), 1);
         assert_eq!(roots.stale[0].reason, StaleReason::Damaged);

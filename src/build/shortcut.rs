@@ -3,10 +3,10 @@
 //! the image was last found, the image is the same, and finding it again (parsing the lock,
 //! hashing the plan) is skipped.
 //!
-//! Kept in `<store>/shortcuts-v1/<blake3(env file path)>.json`: blake3 of the env file and of
-//! the lock, each setup input's size and modification time, and the image's name. Anything
-//! different (or the image or one of its layers gone) means the slow path, which writes a new
-//! shortcut.
+//! Kept in the store by blake3 of the env file's path ([`Store::shortcut_record`]): blake3 of
+//! the env file and of the lock, each setup input's size and modification time, and the
+//! image's name. Anything different (or the image or one of its layers gone) means the slow
+//! path, which writes a new shortcut.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -39,10 +39,7 @@ fn location(store: &Store, env_file: &Path) -> PathBuf {
         .canonicalize()
         .unwrap_or_else(|_| env_file.to_path_buf());
     let key = blake3::hash(canonical.as_os_str().as_encoded_bytes());
-    store
-        .root()
-        .join("shortcuts-v1")
-        .join(format!("{}.json", &key.to_hex()[..32]))
+    store.shortcut_record(&key.to_hex()[..32])
 }
 
 fn digest(path: &Path) -> Option<String> {

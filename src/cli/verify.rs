@@ -1,71 +1,38 @@
-//! `env verify`: recompute every layer's diff_id from its tree and name what differs.
+//! `env verify`: the current project's image checked against its layers' trees (see
+//! `build::verify`), told layer by layer.
 
 use std::path::Path;
 
 use super::{Failure, project};
-use crate::build::image::BuildError;
-use crate::build::layer_tar::{TarOptions, layer_digest};
-use crate::build::members::{self, Differences};
-use crate::build::store::Store;
+use crate::build::members::Differences;
+use crate::build::verify::{ChangedFiles, LayerCheck, Outcome};
 use crate::ops::{self, LockMode};
 
 pub fn run(file: Option<&Path>) -> Result<(), Failure> {
-    let project = project(file)?;
-    crate::userns::enter()?;
-    let spec = project.spec();
-    let lock = ops::lock::current_lock(spec, LockMode::Update)?;
-    let store = Store::default_location();
-    let (name, image) = ops::image::ImageContext::new(spec)?.existing_image(spec, &lock, &store)?;
-    let Some(image) = image else {
-        return Err(Failure::user(
-            format!("`{name}` is not built"),
-            Some("run `env build` first".into()),
-        ));
-    };
-    let clamp = crate::build::base::source_date_epoch(&lock);
-    let mut damaged = Vec::new();
-    for layer in &image.layers {
-        let options = TarOptions {
-            clamp_mtime: clamp,
-            overlay_upper: layer.name != "base",
-        };
-        let tree = store.tree(&layer.key);
-        let digest = layer_digest(&tree, &options).map_err(|source| BuildError::Digest {
-            layer: layer.name.clone(),
-            source,
-        })?;
-        if digest.diff_id == layer.diff_id {
-            eprintln!("ok       {:<11} {}", layer.name, layer.diff_id);
-        } else {
+    let name = ops::verify::verify(&project(file)?, LockMode::Update, &mut print_check)?;
+    eprintln!("{name}: every layer matches its recorded diff_id");
+    Ok(())
+}
+
+fn print_check(check: &LayerCheck) {
+    match &check.outcome {
+        Outcome::Matches => eprintln!("ok       {:<11} {}", check.layer, check.recorded),
+        Outcome::Changed { actual, files } => {
             eprintln!(
                 "CHANGED  {:<11} recorded {}, tree gives {}",
-                layer.name, layer.diff_id, digest.diff_id
+                check.layer, check.recorded, actual
             );
-            match members::read(&store.members_path(&layer.key)) {
-                Ok(Some(recorded)) => {
-                    print_differences(&members::compare(&recorded, &digest.members));
-                }
-                Ok(None) => eprintln!(
+            match files {
+                ChangedFiles::Named(differences) => print_differences(differences),
+                ChangedFiles::Unlisted => eprintln!(
                     "         (this layer was built without a member list, so its files cannot be named)"
                 ),
-                Err(error) => eprintln!("         ({error}, so its files cannot be named)"),
+                ChangedFiles::Unreadable(error) => {
+                    eprintln!("         ({error}, so its files cannot be named)")
+                }
             }
-            damaged.push(layer.name.clone());
         }
     }
-    if damaged.is_empty() {
-        eprintln!("{name}: every layer matches its recorded diff_id");
-        return Ok(());
-    }
-    Err(Failure::from(ops::Error::Stale {
-        message: format!(
-            "{name}: {} layer(s) changed since they were built: {}",
-            damaged.len(),
-            damaged.join(", ")
-        ),
-        reasons: Vec::new(),
-        hint: Some(ops::export::changed_layers_hint()),
-    }))
 }
 
 /// The files that differ, at most `SHOWN` of each kind.

@@ -103,13 +103,8 @@ fn export_error(error: ExportError) -> Error {
         ExportError::Changed { .. } => Error::Stale {
             message: error.to_string(),
             reasons: Vec::new(),
-            hint: Some(changed_layers_hint()),
+            hint: Some(super::verify::changed_layers_hint()),
         },
         ExportError::Record { .. } => Error::user(error.to_string(), hint),
     }
-}
-
-/// What to do about layers changed since they were built (`env verify` and `env export`).
-pub fn changed_layers_hint() -> String {
-    "the store was modified outside envkit; delete the store folder's layers-v1 entries named above and run `env build`".into()
 }

@@ -8,7 +8,8 @@
 //! - [`image`]: the image of a project, found in the store or built.
 //! - [`session`]: `env shell`, `env run`, `env fix-owner`.
 //! - [`peers`]: `env up`, `down`, `ps`, `logs`, and the supervisor's entry.
-//! - [`inspect`], [`export`], [`store`] (images, gc, verify, volumes), [`init`].
+//! - [`verify`]: `env verify`, the image against its layers' trees.
+//! - [`inspect`], [`export`], [`store`] (images, gc, volumes), [`init`].
 //!
 //! Progress goes to stderr as it happens ([`say`]); results are returned for the CLI to render.
 
@@ -21,6 +22,7 @@ pub mod peers;
 pub mod project;
 pub mod session;
 pub mod store;
+pub mod verify;
 
 pub use lock::LockMode;
 pub use project::Project;

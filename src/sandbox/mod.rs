@@ -1133,7 +1133,10 @@ mod tests {
     #[test]
     fn an_overlay_too_long_for_the_kernel_is_refused_by_name() {
         let lowers: Vec<PathBuf> = (0..40)
-            .map(|n| PathBuf::from(format!("/var/lib/envkit/store/layers-v1/{n:064}/tree")))
+            .map(|n| {
+                crate::build::store::Store::new(Path::new("/var/lib/envkit/store"))
+                    .tree(&format!("{n:064}"))
+            })
             .collect();
         let spec = SandboxSpec {
             overlay: Some(Overlay {

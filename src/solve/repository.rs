@@ -1,16 +1,12 @@
 //! A release's package index, from the mirror or the cache: `InRelease` verified against the
 //! keyring, `Packages` checked against the signed `Release`, parsed into an [`Index`].
 //!
-//! Cache layout (under the cache directory; safe to delete):
-//! ```text
-//! indexes-v1/suites/<key>/InRelease    as served, kept only once verified
-//! indexes-v1/suites/<key>/Release      its verified, signed text
-//! indexes-v1/suites/<key>/validators   ETag and Last-Modified for conditional requests
-//! indexes-v1/packages/<sha256>         compressed Packages files, by the hash Release gives
-//! indexes-v1/parsed/<key>              the parsed `Index` of a set of Packages files
-//! ```
-//! where `<key>` is derived from the suite's URL. Nothing is written before it is verified, so
-//! a bad signature or checksum leaves the cache as it was.
+//! In the cache (safe to delete; its layout is `build::store`'s): per suite, `InRelease` as
+//! served (kept only once verified), its verified `Release` text and `validators` (ETag and
+//! Last-Modified for conditional requests), under a key derived from the suite's URL; the
+//! compressed Packages files by the hash Release gives; and the parsed `Index` of a set of
+//! Packages files. Nothing is written before it is verified, so a bad signature or checksum
+//! leaves the cache as it was.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -159,14 +155,13 @@ impl Repository<'_> {
             hasher.update(b"\0");
             hasher.update(index.sha256.as_bytes());
         }
-        self.cache_dir
-            .join("indexes-v1/parsed")
-            .join(&hasher.finalize().to_hex()[..32])
+        crate::build::store::Cache::new(self.cache_dir)
+            .parsed_index(&hasher.finalize().to_hex()[..32])
     }
 
     fn suite_dir(&self, plan: &SuitePlan) -> PathBuf {
         let key = blake3::hash(in_release_url(plan).as_bytes()).to_hex();
-        self.cache_dir.join("indexes-v1/suites").join(&key[..32])
+        crate::build::store::Cache::new(self.cache_dir).suite_indexes(&key[..32])
     }
 
     /// The suite's verified Release, or `None` when the mirror does not have the suite.
@@ -252,10 +247,7 @@ impl Repository<'_> {
         release: &Release,
         file: &IndexFile,
     ) -> Result<String, RepositoryError> {
-        let cached = self
-            .cache_dir
-            .join("indexes-v1/packages")
-            .join(&file.sha256);
+        let cached = crate::build::store::Cache::new(self.cache_dir).packages_index(&file.sha256);
         let dists = format!("{}/dists/{}", plan.url, plan.suite);
         let url = if release.acquire_by_hash {
             let dir = file.path.rsplit_once('/').map_or("", |(dir, _)| dir);

@@ -78,18 +78,24 @@
 //! the tree is an error, so a forgotten `/proc` mount cannot end up in a layer. Only reads
 //! are done, so the tree may belong to any uids as long as the process can read it (root, or
 //! mapped root in a user namespace).
+//!
+//! # The writer
+//!
+//! `walk` visits the tree in the order above, asking `classify` what each entry is;
+//! `ustar` turns each header into bytes, and everything passes through `sink`, which
+//! hashes exactly what is written.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::ffi::{OsStr, OsString};
-use std::fs::{self, File, Metadata};
-use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+mod classify;
+mod sink;
+mod ustar;
+mod walk;
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rustix::io::Errno;
-use sha2::{Digest, Sha256};
+use super::plan::LayerKind;
 
 /// How a layer tree becomes its tar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +104,18 @@ pub struct TarOptions {
     pub clamp_mtime: u64,
     /// Treat the tree as an overlay upper dir: convert whiteouts and opaque dirs to OCI form.
     pub overlay_upper: bool,
+}
+
+impl TarOptions {
+    /// The options of a layer's canonical tar, the one its diff_id is recorded for: every
+    /// layer above the base is built as an overlay upper folder, the base as a whole root.
+    /// Building, `env verify` and `env export` must agree on this, so they all ask here.
+    pub fn for_layer(kind: &LayerKind, clamp_mtime: u64) -> TarOptions {
+        TarOptions {
+            clamp_mtime,
+            overlay_upper: *kind != LayerKind::Base,
+        }
+    }
 }
 
 /// What identifies a layer tar.
@@ -166,22 +184,13 @@ pub fn write_layer_tar(
             path: root.to_path_buf(),
         });
     }
-    let mut writer = LayerWriter {
+    let mut writer = walk::LayerWriter::new(
         root,
-        overlay_upper: options.overlay_upper,
-        clamp: i64::try_from(options.clamp_mtime).unwrap_or(i64::MAX),
-        dev: root_meta.dev(),
-        sink: Sink {
-            out: BufWriter::with_capacity(64 * 1024, out),
-            hasher: Sha256::new(),
-            size: 0,
-            member: None,
-            members: Vec::new(),
-        },
-        first_paths: HashMap::new(),
-        chunk: vec![0; 256 * 1024],
-        entries: 0,
-    };
+        options.overlay_upper,
+        i64::try_from(options.clamp_mtime).unwrap_or(i64::MAX),
+        root_meta.dev(),
+        out,
+    );
     writer.walk()?;
     writer.finish()
 }
@@ -189,557 +198,6 @@ pub fn write_layer_tar(
 /// Only the digest (streams into a hasher; no tar kept) — used by `env verify` and while building.
 pub fn layer_digest(root: &Path, options: &TarOptions) -> Result<LayerDigest, LayerTarError> {
     write_layer_tar(root, options, io::sink())
-}
-
-const BLOCK: usize = 512;
-const ZEROS: [u8; 2 * BLOCK] = [0; 2 * BLOCK];
-const WHITEOUT_PREFIX: &[u8] = b".wh.";
-const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-const PAX_HEADER_NAME: &[u8] = b"././@PaxHeader";
-const NAME_LEN: usize = 100;
-
-const REGULAR: u8 = b'0';
-const HARD_LINK: u8 = b'1';
-const SYMLINK: u8 = b'2';
-const DIRECTORY: u8 = b'5';
-const PAX_EXTENDED: u8 = b'x';
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Whiteout,
-    Directory { opaque: bool },
-    File,
-    Symlink,
-}
-
-struct Child {
-    name: OsString,
-    meta: Metadata,
-    kind: Kind,
-    capability: Option<Vec<u8>>,
-}
-
-/// A directory whose entry is written and whose children are being written.
-struct Frame {
-    /// Its path in the tar, ending in `/`; empty for the root.
-    dir: Vec<u8>,
-    children: std::vec::IntoIter<Child>,
-}
-
-/// One member's header fields, before they are split between ustar and PAX.
-struct Header<'a> {
-    path: &'a [u8],
-    typeflag: u8,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    size: u64,
-    mtime: i64,
-    link: &'a [u8],
-    capability: Option<&'a [u8]>,
-}
-
-/// Everything written goes through here, so the digest is always of exactly the bytes written.
-struct Sink<W: Write> {
-    out: BufWriter<W>,
-    hasher: Sha256,
-    size: u64,
-    /// The member being written and the hash of its bytes so far.
-    member: Option<(Vec<u8>, blake3::Hasher)>,
-    members: Vec<MemberDigest>,
-}
-
-impl<W: Write> Sink<W> {
-    /// Ends the member being written; what follows belongs to the member at `path`.
-    fn begin_member(&mut self, path: &[u8]) {
-        self.end_member();
-        self.member = Some((path.to_vec(), blake3::Hasher::new()));
-    }
-
-    fn end_member(&mut self) {
-        if let Some((path, hasher)) = self.member.take() {
-            let mut digest = [0; 16];
-            digest.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
-            self.members.push(MemberDigest { path, digest });
-        }
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if let Some((_, hasher)) = &mut self.member {
-            hasher.update(bytes);
-        }
-        self.hasher.update(bytes);
-        self.size += bytes.len() as u64;
-        self.out.write_all(bytes)
-    }
-
-    /// Zeros up to the next block boundary after `len` bytes of data.
-    fn pad(&mut self, len: u64) -> io::Result<()> {
-        let partial = (len % BLOCK as u64) as usize;
-        if partial == 0 {
-            return Ok(());
-        }
-        self.write(&ZEROS[..BLOCK - partial])
-    }
-}
-
-struct LayerWriter<'a, W: Write> {
-    root: &'a Path,
-    overlay_upper: bool,
-    clamp: i64,
-    dev: u64,
-    sink: Sink<W>,
-    /// (device, inode) -> tar path of the first entry for a multiply linked non-directory.
-    first_paths: HashMap<(u64, u64), Vec<u8>>,
-    chunk: Vec<u8>,
-    entries: u64,
-}
-
-impl<W: Write> LayerWriter<'_, W> {
-    fn walk(&mut self) -> Result<(), LayerTarError> {
-        // An explicit stack rather than recursion: a tree may nest deeper than a thread's stack.
-        let mut stack = vec![Frame {
-            dir: Vec::new(),
-            children: self.children(&[])?.into_iter(),
-        }];
-        while let Some(frame) = stack.last_mut() {
-            let Some(child) = frame.children.next() else {
-                stack.pop();
-                continue;
-            };
-            let mut path = frame.dir.clone();
-            let name = child.name.as_bytes();
-            match child.kind {
-                Kind::Whiteout => {
-                    path.extend_from_slice(WHITEOUT_PREFIX);
-                    path.extend_from_slice(name);
-                    self.marker(&path)?;
-                }
-                Kind::Directory { opaque } => {
-                    path.extend_from_slice(name);
-                    path.push(b'/');
-                    self.entry(&self.header(&child, &path, DIRECTORY, 0, b""))?;
-                    if opaque {
-                        let mut marker = path.clone();
-                        marker.extend_from_slice(OPAQUE_MARKER);
-                        self.marker(&marker)?;
-                    }
-                    let children = self.children(&path)?;
-                    stack.push(Frame {
-                        dir: path,
-                        children: children.into_iter(),
-                    });
-                }
-                Kind::File | Kind::Symlink => {
-                    path.extend_from_slice(name);
-                    self.non_directory(&child, &path)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The children of the directory at tar path `dir`, classified and in canonical order.
-    fn children(&self, dir: &[u8]) -> Result<Vec<Child>, LayerTarError> {
-        let dir_path = self.disk_path(dir);
-        let mut children = Vec::new();
-        for entry in fs::read_dir(&dir_path).map_err(read_error(&dir_path))? {
-            let entry = entry.map_err(read_error(&dir_path))?;
-            let path = entry.path();
-            let meta = entry.metadata().map_err(read_error(&path))?;
-            let file_type = meta.file_type();
-            if file_type.is_socket() {
-                continue;
-            }
-            if meta.dev() != self.dev {
-                return Err(LayerTarError::OtherFileSystem { path });
-            }
-            let name = entry.file_name();
-            if name.as_bytes().starts_with(WHITEOUT_PREFIX) {
-                return Err(LayerTarError::ReservedName { path });
-            }
-            let attrs = read_attributes(&path, self.overlay_upper).map_err(read_error(&path))?;
-            let kind = if file_type.is_dir() {
-                Kind::Directory {
-                    opaque: self.overlay_upper && attrs.opaque,
-                }
-            } else if file_type.is_file() {
-                if self.overlay_upper && attrs.whiteout && meta.len() == 0 {
-                    Kind::Whiteout
-                } else {
-                    Kind::File
-                }
-            } else if file_type.is_symlink() {
-                Kind::Symlink
-            } else if self.overlay_upper && file_type.is_char_device() && meta.rdev() == 0 {
-                Kind::Whiteout
-            } else {
-                let kind = if file_type.is_char_device() {
-                    "character device"
-                } else if file_type.is_block_device() {
-                    "block device"
-                } else if file_type.is_fifo() {
-                    "fifo"
-                } else {
-                    "file of unknown type"
-                };
-                return Err(LayerTarError::Unsupported { path, kind });
-            };
-            if let Some(xattr) = attrs.lower_reference
-                && kind != Kind::Whiteout
-            {
-                return Err(LayerTarError::LowerReference { path, xattr });
-            }
-            children.push(Child {
-                name,
-                meta,
-                kind,
-                capability: attrs.capability,
-            });
-        }
-        children.sort_unstable_by(|a, b| {
-            (a.kind != Kind::Whiteout, a.name.as_bytes())
-                .cmp(&(b.kind != Kind::Whiteout, b.name.as_bytes()))
-        });
-        Ok(children)
-    }
-
-    fn non_directory(&mut self, child: &Child, path: &[u8]) -> Result<(), LayerTarError> {
-        let meta = &child.meta;
-        if meta.nlink() > 1 {
-            match self.first_paths.entry((meta.dev(), meta.ino())) {
-                Entry::Occupied(first) => {
-                    let first = first.get().clone();
-                    return self.entry(&self.header(child, path, HARD_LINK, 0, &first));
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(path.to_vec());
-                }
-            }
-        }
-        let disk_path = self.disk_path(path);
-        if child.kind == Kind::Symlink {
-            let target = fs::read_link(&disk_path).map_err(read_error(&disk_path))?;
-            let target = target.as_os_str().as_bytes();
-            return self.entry(&self.header(child, path, SYMLINK, 0, target));
-        }
-        // Opened before the header is written, so an unreadable file fails cleanly.
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&disk_path)
-            .map_err(read_error(&disk_path))?;
-        let mut header = self.header(child, path, REGULAR, meta.len(), b"");
-        header.capability = child.capability.as_deref();
-        self.entry(&header)?;
-        self.contents(file, &disk_path, meta.len())
-    }
-
-    /// Streams exactly `size` bytes, the size the header promised.
-    fn contents(&mut self, mut file: File, path: &Path, size: u64) -> Result<(), LayerTarError> {
-        let mut left = size;
-        loop {
-            // One byte more than is left: a file that grew must be noticed, not cut short.
-            let want = (left.min(self.chunk.len() as u64 - 1) + 1) as usize;
-            let read = match file.read(&mut self.chunk[..want]) {
-                Ok(read) => read as u64,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(read_error(path)(error)),
-            };
-            if read > left || (read == 0 && left > 0) {
-                return Err(LayerTarError::Changed {
-                    path: path.to_path_buf(),
-                });
-            }
-            if read == 0 {
-                break;
-            }
-            self.sink
-                .write(&self.chunk[..read as usize])
-                .map_err(write_error(self.root))?;
-            left -= read;
-        }
-        self.sink.pad(size).map_err(write_error(self.root))
-    }
-
-    fn header<'h>(
-        &self,
-        child: &Child,
-        path: &'h [u8],
-        typeflag: u8,
-        size: u64,
-        link: &'h [u8],
-    ) -> Header<'h> {
-        Header {
-            path,
-            typeflag,
-            mode: child.meta.mode() & 0o7777,
-            uid: child.meta.uid().into(),
-            gid: child.meta.gid().into(),
-            size,
-            mtime: child.meta.mtime().min(self.clamp),
-            link,
-            capability: None,
-        }
-    }
-
-    /// A whiteout or opaque marker: an empty file whose name is all that matters.
-    fn marker(&mut self, path: &[u8]) -> Result<(), LayerTarError> {
-        self.entry(&Header {
-            path,
-            typeflag: REGULAR,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            mtime: self.clamp,
-            link: b"",
-            capability: None,
-        })
-    }
-
-    /// Writes one member's header block, preceded by a PAX extended header when needed.
-    fn entry(&mut self, header: &Header) -> Result<(), LayerTarError> {
-        self.sink.begin_member(header.path);
-        let mut records: Vec<(&[u8], Vec<u8>)> = Vec::new();
-        let mut binary = false;
-        if header.path.len() > NAME_LEN {
-            records.push((b"path", header.path.to_vec()));
-            binary |= std::str::from_utf8(header.path).is_err();
-        }
-        if header.link.len() > NAME_LEN {
-            records.push((b"linkpath", header.link.to_vec()));
-            binary |= std::str::from_utf8(header.link).is_err();
-        }
-        if binary {
-            records.push((b"hdrcharset", b"BINARY".to_vec()));
-        }
-        let mut numeric = |key: &'static [u8], value: u64, digits: u32| {
-            if value < 1 << (3 * digits) {
-                value
-            } else {
-                records.push((key, value.to_string().into_bytes()));
-                0
-            }
-        };
-        let uid = numeric(b"uid", header.uid, 7);
-        let gid = numeric(b"gid", header.gid, 7);
-        let size = numeric(b"size", header.size, 11);
-        let mtime = match u64::try_from(header.mtime) {
-            Ok(mtime) if mtime < 1 << 33 => mtime,
-            _ => {
-                records.push((b"mtime", header.mtime.to_string().into_bytes()));
-                0
-            }
-        };
-        if let Some(capability) = header.capability {
-            records.push((b"SCHILY.xattr.security.capability", capability.to_vec()));
-        }
-
-        if !records.is_empty() {
-            records.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            let mut data = Vec::new();
-            for (key, value) in &records {
-                pax_record(&mut data, key, value);
-            }
-            let block = ustar_block(&UstarFields {
-                name: PAX_HEADER_NAME,
-                mode: 0,
-                uid: 0,
-                gid: 0,
-                size: data.len() as u64,
-                mtime: 0,
-                typeflag: PAX_EXTENDED,
-                link: b"",
-            });
-            let sink = &mut self.sink;
-            sink.write(&block)
-                .and_then(|()| sink.write(&data))
-                .and_then(|()| sink.pad(data.len() as u64))
-                .map_err(write_error(self.root))?;
-        }
-
-        let block = ustar_block(&UstarFields {
-            name: header.path,
-            mode: header.mode.into(),
-            uid,
-            gid,
-            size,
-            mtime,
-            typeflag: header.typeflag,
-            link: header.link,
-        });
-        self.sink.write(&block).map_err(write_error(self.root))?;
-        self.entries += 1;
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<LayerDigest, LayerTarError> {
-        self.sink.end_member();
-        self.sink.write(&ZEROS).map_err(write_error(self.root))?;
-        self.sink.out.flush().map_err(write_error(self.root))?;
-        let digest = self.sink.hasher.finalize();
-        let mut diff_id = String::with_capacity(7 + 2 * digest.len());
-        diff_id.push_str("sha256:");
-        for byte in digest.iter() {
-            diff_id.push(char::from(HEX[usize::from(byte >> 4)]));
-            diff_id.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
-        Ok(LayerDigest {
-            diff_id,
-            size: self.sink.size,
-            entries: self.entries,
-            members: self.sink.members,
-        })
-    }
-
-    /// Where the tar path `path` is on disk (without the trailing `/` of directories).
-    fn disk_path(&self, path: &[u8]) -> PathBuf {
-        let path = path.strip_suffix(b"/").unwrap_or(path);
-        if path.is_empty() {
-            self.root.to_path_buf()
-        } else {
-            self.root.join(OsStr::from_bytes(path))
-        }
-    }
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// The values that go into a ustar block, each already known to fit its field.
-struct UstarFields<'a> {
-    name: &'a [u8],
-    mode: u64,
-    uid: u64,
-    gid: u64,
-    size: u64,
-    mtime: u64,
-    typeflag: u8,
-    link: &'a [u8],
-}
-
-fn ustar_block(fields: &UstarFields) -> [u8; BLOCK] {
-    let mut block = [0u8; BLOCK];
-    truncated(&mut block[0..100], fields.name);
-    octal(&mut block[100..108], fields.mode);
-    octal(&mut block[108..116], fields.uid);
-    octal(&mut block[116..124], fields.gid);
-    octal(&mut block[124..136], fields.size);
-    octal(&mut block[136..148], fields.mtime);
-    block[148..156].fill(b' ');
-    block[156] = fields.typeflag;
-    truncated(&mut block[157..257], fields.link);
-    block[257..263].copy_from_slice(b"ustar\0");
-    block[263..265].copy_from_slice(b"00");
-    let checksum: u64 = block.iter().map(|&byte| u64::from(byte)).sum();
-    // Six digits and a NUL; the eighth byte keeps its space, as tar writers have always done.
-    octal(&mut block[148..155], checksum);
-    block
-}
-
-/// The first bytes of `value` that fit; longer values also go to a PAX record.
-fn truncated(field: &mut [u8], value: &[u8]) {
-    let len = value.len().min(field.len());
-    field[..len].copy_from_slice(&value[..len]);
-}
-
-/// Zero-padded octal digits filling all but the last byte, which is NUL.
-fn octal(field: &mut [u8], mut value: u64) {
-    let Some((nul, digits)) = field.split_last_mut() else {
-        return;
-    };
-    *nul = 0;
-    for digit in digits.iter_mut().rev() {
-        *digit = b'0' + (value & 7) as u8;
-        value >>= 3;
-    }
-}
-
-/// `<length> <key>=<value>\n`, where the length counts the whole record, its own digits included.
-fn pax_record(data: &mut Vec<u8>, key: &[u8], value: &[u8]) {
-    let rest = key.len() + value.len() + 3;
-    let mut len = rest + 1;
-    while rest + decimal_digits(len) != len {
-        len = rest + decimal_digits(len);
-    }
-    data.extend_from_slice(len.to_string().as_bytes());
-    data.push(b' ');
-    data.extend_from_slice(key);
-    data.push(b'=');
-    data.extend_from_slice(value);
-    data.push(b'\n');
-}
-
-fn decimal_digits(mut value: usize) -> usize {
-    let mut digits = 1;
-    while value >= 10 {
-        value /= 10;
-        digits += 1;
-    }
-    digits
-}
-
-/// The extended attributes that matter for the tar; all others are dropped.
-#[derive(Default)]
-struct Attributes {
-    capability: Option<Vec<u8>>,
-    opaque: bool,
-    whiteout: bool,
-    /// The name of an `overlay.redirect` or `overlay.metacopy` xattr.
-    lower_reference: Option<String>,
-}
-
-fn read_attributes(path: &Path, overlay_upper: bool) -> io::Result<Attributes> {
-    let mut attributes = Attributes::default();
-    let mut small = [0u8; 1024];
-    let mut large = Vec::new();
-    let names = match rustix::fs::llistxattr(path, &mut small[..]) {
-        Ok(len) => &small[..len],
-        Err(Errno::RANGE) => {
-            large.resize(rustix::fs::llistxattr_query(path)?, 0);
-            let len = rustix::fs::llistxattr(path, &mut large[..])?;
-            &large[..len]
-        }
-        Err(Errno::OPNOTSUPP) => return Ok(attributes),
-        Err(errno) => return Err(errno.into()),
-    };
-    for name in names
-        .split(|&byte| byte == 0)
-        .filter(|name| !name.is_empty())
-    {
-        if name == b"security.capability" {
-            attributes.capability = Some(xattr_value(path, name)?);
-            continue;
-        }
-        if !overlay_upper {
-            continue;
-        }
-        let Some(key) = name
-            .strip_prefix(b"trusted.overlay.")
-            .or_else(|| name.strip_prefix(b"user.overlay."))
-        else {
-            continue;
-        };
-        match key {
-            b"opaque" => attributes.opaque = xattr_value(path, name)? == b"y",
-            b"whiteout" => attributes.whiteout = true,
-            b"redirect" | b"metacopy" => {
-                attributes.lower_reference = Some(String::from_utf8_lossy(name).into_owned());
-            }
-            _ => {}
-        }
-    }
-    Ok(attributes)
-}
-
-fn xattr_value(path: &Path, name: &[u8]) -> io::Result<Vec<u8>> {
-    let mut value = vec![0; rustix::fs::lgetxattr_query(path, name)?];
-    if value.is_empty() {
-        return Ok(value);
-    }
-    let len = rustix::fs::lgetxattr(path, name, &mut value[..])?;
-    value.truncate(len);
-    Ok(value)
 }
 
 fn read_error(path: &Path) -> impl FnOnce(io::Error) -> LayerTarError + '_ {
@@ -758,17 +216,22 @@ fn write_error(root: &Path) -> impl FnOnce(io::Error) -> LayerTarError + '_ {
 
 #[cfg(test)]
 mod tests {
+    use super::ustar::{BLOCK, DIRECTORY, HARD_LINK, REGULAR, SYMLINK};
     use super::*;
-    use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
+    use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
+    use sha2::{Digest, Sha256};
+    use std::ffi::OsStr;
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{PermissionsExt, lchown, symlink};
     use std::process::Command;
 
-    const CLAMP: u64 = 1_700_000_000;
+    pub(super) const CLAMP: u64 = 1_700_000_000;
     const LONG: &str =
         "libsomething-with-a-long-name-libsomething-with-a-long-name-libsomething-with-a-long";
 
     /// Skips with the reason, unless `ENVKIT_MUST_WORK=1` (CI) forbids skipping.
-    fn skip(reason: &str) {
+    pub(super) fn skip(reason: &str) {
         let must_work = std::env::var("ENVKIT_MUST_WORK").is_ok_and(|value| value == "1");
         assert!(!must_work, "ENVKIT_MUST_WORK=1 but {reason}");
         eprintln!("skipped: {reason}");
@@ -780,7 +243,7 @@ mod tests {
         probe.as_file().metadata().unwrap().uid() == 0
     }
 
-    fn options(overlay_upper: bool) -> TarOptions {
+    pub(super) fn options(overlay_upper: bool) -> TarOptions {
         TarOptions {
             clamp_mtime: CLAMP,
             overlay_upper,
@@ -978,27 +441,27 @@ mod tests {
         }
     }
 
-    fn tar_of(root: &Path, options: &TarOptions) -> (Vec<u8>, LayerDigest) {
+    pub(super) fn tar_of(root: &Path, options: &TarOptions) -> (Vec<u8>, LayerDigest) {
         let mut bytes = Vec::new();
         let digest = write_layer_tar(root, options, &mut bytes).unwrap();
         (bytes, digest)
     }
 
-    struct Member {
-        path: String,
-        kind: u8,
-        link: String,
-        mode: u32,
-        uid: u64,
-        gid: u64,
-        mtime: u64,
-        size: u64,
-        pax: Vec<(String, Vec<u8>)>,
-        contents: Vec<u8>,
+    pub(super) struct Member {
+        pub(super) path: String,
+        pub(super) kind: u8,
+        pub(super) link: String,
+        pub(super) mode: u32,
+        pub(super) uid: u64,
+        pub(super) gid: u64,
+        pub(super) mtime: u64,
+        pub(super) size: u64,
+        pub(super) pax: Vec<(String, Vec<u8>)>,
+        pub(super) contents: Vec<u8>,
     }
 
     /// The tar read back with the `tar` crate.
-    fn members(bytes: &[u8]) -> Vec<Member> {
+    pub(super) fn members(bytes: &[u8]) -> Vec<Member> {
         let mut archive = tar::Archive::new(bytes);
         let mut members = Vec::new();
         for entry in archive.entries().unwrap() {
@@ -1038,7 +501,7 @@ mod tests {
         members
     }
 
-    fn pax_value<'a>(member: &'a Member, key: &str) -> Option<&'a [u8]> {
+    pub(super) fn pax_value<'a>(member: &'a Member, key: &str) -> Option<&'a [u8]> {
         member
             .pax
             .iter()
@@ -1240,210 +703,7 @@ with tarfile.open(sys.argv[2], "w", format=tarfile.PAX_FORMAT) as dst:
         assert!(rewritten[bytes.len()..].iter().all(|&b| b == 0));
     }
 
-    /// Sets an xattr, or says why the machine cannot.
-    fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), String> {
-        rustix::fs::lsetxattr(path, name, value, XattrFlags::empty())
-            .map_err(|errno| format!("cannot set `{name}` on `{}`: {errno}", path.display()))
-    }
-
-    fn whiteout_device(path: &Path) -> Result<(), String> {
-        rustix::fs::mknodat(
-            CWD,
-            path,
-            FileType::CharacterDevice,
-            Mode::empty(),
-            rustix::fs::makedev(0, 0),
-        )
-        .map_err(|errno| format!("cannot create whiteout `{}`: {errno}", path.display()))
-    }
-
-    /// A file capability blob (VFS_CAP_REVISION_2, effective): cap_net_raw, as ping has.
-    const CAP_NET_RAW: [u8; 20] = [
-        0x01, 0, 0, 0x02, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ];
-
-    fn overlay_upper(up: &Path) -> Result<(), String> {
-        for dir in [
-            "etc",
-            "usr/bin",
-            "usr/share/doc",
-            "var/lib/apt/lists/partial",
-            "var/cache",
-            "var/log",
-        ] {
-            fs::create_dir_all(up.join(dir)).unwrap();
-        }
-        fs::write(up.join("etc/hostname"), "envkit\n").unwrap();
-        fs::write(up.join("etc/empty"), "").unwrap();
-        fs::write(up.join("etc/-dash"), "sorts before .wh.\n").unwrap();
-        fs::write(up.join("usr/bin/ping"), "\x7fELF ping").unwrap();
-        fs::write(up.join("var/log/dpkg.log"), "").unwrap();
-        whiteout_device(&up.join("etc/motd"))?;
-        // Newer kernels share one whiteout inode between all whiteouts: not a hard link here.
-        fs::hard_link(up.join("etc/motd"), up.join("usr/share/doc/python3")).unwrap();
-        set_xattr(up, "trusted.overlay.opaque", b"y")?;
-        set_xattr(
-            &up.join("var/lib/apt/lists"),
-            "trusted.overlay.opaque",
-            b"y",
-        )?;
-        set_xattr(&up.join("var/log"), "trusted.overlay.opaque", b"x")?;
-        set_xattr(&up.join("var/cache"), "user.overlay.opaque", b"y")?;
-        set_xattr(&up.join("var/log/dpkg.log"), "user.overlay.whiteout", b"")?;
-        set_xattr(&up.join("usr/bin"), "trusted.overlay.impure", b"y")?;
-        let ping = up.join("usr/bin/ping");
-        set_xattr(&ping, "trusted.overlay.origin", b"\x00\xfb\x21\x00\x01")?;
-        set_xattr(&ping, "user.comment", b"dropped")?;
-        set_xattr(&ping, "security.capability", &CAP_NET_RAW)?;
-        Ok(())
-    }
-
-    /// Needs root: whiteout devices (CAP_MKNOD), `trusted.*` xattrs and file capabilities.
-    #[test]
-    fn overlay_whiteouts_and_opaque_directories_become_oci_markers() {
-        let upper = tempfile::tempdir().unwrap();
-        let up = upper.path();
-        if let Err(reason) = overlay_upper(up) {
-            skip(&format!("needs root: {reason}"));
-            return;
-        }
-        let (bytes, digest) = tar_of(up, &options(true));
-        let members = members(&bytes);
-        let listing: Vec<&str> = members.iter().map(|m| m.path.as_str()).collect();
-        assert_eq!(
-            listing,
-            [
-                "etc/",
-                "etc/.wh.motd",
-                "etc/-dash",
-                "etc/empty",
-                "etc/hostname",
-                "usr/",
-                "usr/bin/",
-                "usr/bin/ping",
-                "usr/share/",
-                "usr/share/doc/",
-                "usr/share/doc/.wh.python3",
-                "var/",
-                "var/cache/",
-                "var/cache/.wh..wh..opq",
-                "var/lib/",
-                "var/lib/apt/",
-                "var/lib/apt/lists/",
-                "var/lib/apt/lists/.wh..wh..opq",
-                "var/lib/apt/lists/partial/",
-                "var/log/",
-                "var/log/.wh.dpkg.log",
-            ]
-        );
-        assert_eq!(digest.entries, members.len() as u64);
-        for member in &members {
-            assert!(member.kind == REGULAR || member.kind == DIRECTORY);
-            if member
-                .path
-                .rsplit('/')
-                .next()
-                .unwrap_or("")
-                .starts_with(".wh.")
-            {
-                assert_eq!(
-                    (
-                        member.mode,
-                        member.uid,
-                        member.gid,
-                        member.mtime,
-                        member.size
-                    ),
-                    (0o644, 0, 0, CLAMP, 0),
-                    "{}",
-                    member.path
-                );
-            }
-            let expected_pax: &[&str] = if member.path == "usr/bin/ping" {
-                &["SCHILY.xattr.security.capability"]
-            } else {
-                &[]
-            };
-            let keys: Vec<&str> = member.pax.iter().map(|(k, _)| k.as_str()).collect();
-            assert_eq!(keys, expected_pax, "{}", member.path);
-        }
-        let ping = members.iter().find(|m| m.path == "usr/bin/ping").unwrap();
-        assert_eq!(
-            pax_value(ping, "SCHILY.xattr.security.capability"),
-            Some(&CAP_NET_RAW[..])
-        );
-
-        // The same tree is not a valid full root: its whiteout devices are refused.
-        match layer_digest(up, &options(false)) {
-            Err(LayerTarError::Unsupported { path, kind }) => {
-                assert_eq!((path, kind), (up.join("etc/motd"), "character device"));
-            }
-            other => panic!("expected a refused device, got {other:?}"),
-        }
-
-        // A renamed directory's contents partly live below: refused, not silently wrong.
-        set_xattr(&up.join("var/lib"), "trusted.overlay.redirect", b"/var/old").unwrap();
-        match layer_digest(up, &options(true)) {
-            Err(error @ LayerTarError::LowerReference { .. }) => assert_eq!(
-                error.to_string(),
-                format!(
-                    "`{}` carries `trusted.overlay.redirect`, so part of it lives in a lower \
-                     layer and the upper dir alone cannot become a layer tar",
-                    up.join("var/lib").display()
-                )
-            ),
-            other => panic!("expected a lower reference, got {other:?}"),
-        }
-    }
-
-    /// The `userxattr` variant needs no privilege where the file system has `user.*` xattrs.
-    #[test]
-    fn user_xattr_whiteouts_and_opaque_directories() {
-        let upper = tempfile::tempdir().unwrap();
-        let up = upper.path();
-        fs::create_dir_all(up.join("a")).unwrap();
-        fs::create_dir_all(up.join("b")).unwrap();
-        fs::write(up.join("a/inside"), "x").unwrap();
-        fs::write(up.join("gone"), "").unwrap();
-        fs::write(up.join("keep"), "not empty, so not a whiteout").unwrap();
-        let set = [
-            (up.join("a"), "user.overlay.opaque", &b"y"[..]),
-            (up.join("b"), "user.overlay.opaque", b"x"),
-            (up.join("gone"), "user.overlay.whiteout", b""),
-            (up.join("keep"), "user.overlay.whiteout", b""),
-            (up.join("keep"), "user.overlay.origin", b"\x00"),
-        ];
-        for (path, name, value) in set {
-            if let Err(reason) = set_xattr(&path, name, value) {
-                skip(&format!(
-                    "the temporary folder has no `user.*` xattrs: {reason}"
-                ));
-                return;
-            }
-        }
-        let (bytes, _) = tar_of(up, &options(true));
-        let members = members(&bytes);
-        let listing: Vec<(&str, u64)> = members.iter().map(|m| (m.path.as_str(), m.size)).collect();
-        assert_eq!(
-            listing,
-            [
-                (".wh.gone", 0),
-                ("a/", 0),
-                ("a/.wh..wh..opq", 0),
-                ("a/inside", 1),
-                ("b/", 0),
-                ("keep", 28),
-            ]
-        );
-        assert!(members.iter().all(|m| m.pax.is_empty()));
-
-        // Outside overlay mode the same xattrs mean nothing and are dropped.
-        let (plain, _) = tar_of(up, &options(false));
-        let listing: Vec<String> = members_paths(&plain);
-        assert_eq!(listing, ["a/", "a/inside", "b/", "gone", "keep"]);
-    }
-
-    fn members_paths(bytes: &[u8]) -> Vec<String> {
+    pub(super) fn members_paths(bytes: &[u8]) -> Vec<String> {
         members(bytes).into_iter().map(|m| m.path).collect()
     }
 
@@ -1531,19 +791,14 @@ with tarfile.open(sys.argv[2], "w", format=tarfile.PAX_FORMAT) as dst:
     }
 
     #[test]
-    fn pax_records_count_their_own_length() {
-        let record = |value_len: usize| {
-            let mut data = Vec::new();
-            pax_record(&mut data, b"path", &vec![b'a'; value_len]);
-            data
-        };
-        assert!(record(89).starts_with(b"98 path=") && record(89).len() == 98);
-        assert!(record(90).starts_with(b"99 path=") && record(90).len() == 99);
-        // The length's third digit is counted too; no `path` record can be 100 bytes long.
-        assert!(record(91).starts_with(b"101 path=") && record(91).len() == 101);
-        let mut data = Vec::new();
-        pax_record(&mut data, b"uid", b"3000000");
-        assert_eq!(data, b"15 uid=3000000\n");
+    fn only_the_base_is_tarred_as_a_whole_root() {
+        assert_eq!(
+            TarOptions::for_layer(&LayerKind::Base, CLAMP),
+            options(false)
+        );
+        for kind in [LayerKind::Packages(1), LayerKind::Setup(0)] {
+            assert_eq!(TarOptions::for_layer(&kind, CLAMP), options(true));
+        }
     }
 
     /// Measures a real tree: `ENVKIT_LAYER_TAR_TREE=/usr/lib/python3.11 cargo test --release

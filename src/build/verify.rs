@@ -1,0 +1,263 @@
+//! `env verify`: every layer of an image tarred again from its tree, its diff_id compared
+//! with the one recorded when it was built and, where they differ, the files named that
+//! changed, were added or were removed since (from the layer's member list).
+
+use crate::solve::lockfile::Lock;
+
+use super::base::source_date_epoch;
+use super::image::{Image, ImageLayer};
+use super::layer_tar::{LayerTarError, TarOptions, layer_digest};
+use super::members::{self, Differences, MembersError};
+use super::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot compute the {layer} layer's digest")]
+    Digest {
+        layer: String,
+        #[source]
+        source: LayerTarError,
+    },
+}
+
+/// What one layer's tree gives now.
+#[derive(Debug)]
+pub struct LayerCheck {
+    /// The layer's name in the image (`base`, `packages-1`, ...).
+    pub layer: String,
+    /// The diff_id recorded when it was built.
+    pub recorded: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// The tree gives the recorded diff_id.
+    Matches,
+    /// The tree gives another diff_id.
+    Changed { actual: String, files: ChangedFiles },
+}
+
+/// Which files of a changed layer differ from its member list.
+#[derive(Debug)]
+pub enum ChangedFiles {
+    /// Possibly empty: the same members with the same bytes give the same tar, so then only
+    /// the list can be stale.
+    Named(Differences),
+    /// The layer was built before member lists existed.
+    Unlisted,
+    /// The list cannot be read.
+    Unreadable(MembersError),
+}
+
+/// Checks the layers of `image`, built from `lock`, bottom first, one at a time as the
+/// iterator is advanced (each takes a full read of the layer's tree).
+pub fn verify<'a>(
+    store: &'a Store,
+    image: &'a Image,
+    lock: &Lock,
+) -> impl Iterator<Item = Result<LayerCheck, VerifyError>> + 'a {
+    let clamp_mtime = source_date_epoch(lock);
+    image
+        .layers
+        .iter()
+        .map(move |layer| check_layer(store, layer, clamp_mtime))
+}
+
+fn check_layer(
+    store: &Store,
+    layer: &ImageLayer,
+    clamp_mtime: u64,
+) -> Result<LayerCheck, VerifyError> {
+    let kind = store.existing_layer(&layer.key)?.kind;
+    let digest = layer_digest(
+        &store.tree(&layer.key),
+        &TarOptions::for_layer(&kind, clamp_mtime),
+    )
+    .map_err(|source| VerifyError::Digest {
+        layer: layer.name.clone(),
+        source,
+    })?;
+    let outcome = if digest.diff_id == layer.diff_id {
+        Outcome::Matches
+    } else {
+        let files = match members::read(&store.members_path(&layer.key)) {
+            Ok(Some(recorded)) => ChangedFiles::Named(members::compare(&recorded, &digest.members)),
+            Ok(None) => ChangedFiles::Unlisted,
+            Err(error) => ChangedFiles::Unreadable(error),
+        };
+        Outcome::Changed {
+            actual: digest.diff_id,
+            files,
+        }
+    };
+    Ok(LayerCheck {
+        layer: layer.name.clone(),
+        recorded: layer.diff_id.clone(),
+        outcome,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::image::image_id;
+    use crate::build::plan::LayerKind;
+    use crate::build::store::LayerRecord;
+    use rustix::fs::XattrFlags;
+
+    fn lock() -> Lock {
+        Lock {
+            release: "bookworm".into(),
+            architecture: "amd64".into(),
+            recommends: false,
+            requested: vec![],
+            indexes: vec![],
+            packages: vec![],
+        }
+    }
+
+    /// A store with a base layer and a packages layer, and their image.
+    fn fixture(with_members: bool) -> (tempfile::TempDir, Store, Image) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let clamp = source_date_epoch(&lock());
+        let mut layers = Vec::new();
+        for (kind, key) in [(LayerKind::Base, "k1"), (LayerKind::Packages(1), "k2")] {
+            let build = store.begin(key).unwrap().unwrap();
+            let bin = build.tree().join("usr/bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            for file in ["jq", "tree", "less"] {
+                std::fs::write(bin.join(format!("{file}-{key}")), file).unwrap();
+            }
+            let digest = layer_digest(&build.tree(), &TarOptions::for_layer(&kind, clamp)).unwrap();
+            if with_members {
+                members::write(&build.members_path(), &digest.members).unwrap();
+            }
+            layers.push(ImageLayer {
+                name: kind.name(),
+                key: key.into(),
+                diff_id: digest.diff_id.clone(),
+                size: digest.size,
+            });
+            build
+                .publish(&LayerRecord {
+                    key: key.into(),
+                    diff_id: digest.diff_id,
+                    size: digest.size,
+                    kind,
+                    parent: None,
+                })
+                .unwrap();
+        }
+        let image = Image {
+            name: "app:0123456789ab".into(),
+            id: image_id("amd64", &layers),
+            architecture: "amd64".into(),
+            layers,
+        };
+        (dir, store, image)
+    }
+
+    fn checks(store: &Store, image: &Image) -> Vec<LayerCheck> {
+        verify(store, image, &lock())
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn untouched_layers_match() {
+        let (_dir, store, image) = fixture(true);
+        let checks = checks(&store, &image);
+        assert_eq!(checks.len(), 2);
+        for (check, layer) in checks.iter().zip(&image.layers) {
+            assert_eq!(check.layer, layer.name);
+            assert_eq!(check.recorded, layer.diff_id);
+            assert!(matches!(check.outcome, Outcome::Matches), "{check:?}");
+        }
+    }
+
+    #[test]
+    fn a_changed_layer_names_its_files() {
+        let (_dir, store, image) = fixture(true);
+        let bin = store.tree("k2").join("usr/bin");
+        std::fs::write(bin.join("jq-k2"), "not jq").unwrap();
+        std::fs::remove_file(bin.join("less-k2")).unwrap();
+        std::fs::write(bin.join("new"), "").unwrap();
+        let checks = checks(&store, &image);
+        assert!(matches!(checks[0].outcome, Outcome::Matches));
+        let Outcome::Changed { actual, files } = &checks[1].outcome else {
+            panic!("{:?}", checks[1]);
+        };
+        assert_ne!(actual, &checks[1].recorded);
+        let ChangedFiles::Named(differences) = files else {
+            panic!("{files:?}");
+        };
+        assert_eq!(
+            differences,
+            &Differences {
+                changed: vec!["/usr/bin/jq-k2".into()],
+                added: vec!["/usr/bin/new".into()],
+                removed: vec!["/usr/bin/less-k2".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn a_layer_without_a_member_list_is_changed_without_names() {
+        let (_dir, store, image) = fixture(false);
+        std::fs::write(store.tree("k1").join("usr/bin/jq-k1"), "not jq").unwrap();
+        let checks = checks(&store, &image);
+        assert!(
+            matches!(
+                checks[0].outcome,
+                Outcome::Changed {
+                    files: ChangedFiles::Unlisted,
+                    ..
+                }
+            ),
+            "{:?}",
+            checks[0]
+        );
+    }
+
+    /// Only the layers above the base are overlay upper folders, whose overlay xattrs mean
+    /// something: the kind recorded with the layer decides, whatever the image calls it.
+    #[test]
+    fn the_recorded_kind_decides_how_a_layer_is_tarred() {
+        let (_dir, store, mut image) = fixture(true);
+        image.layers[1].name = "base".into();
+        let bin = store.tree("k2").join("usr/bin");
+        let opaque = rustix::fs::lsetxattr(&bin, "user.overlay.opaque", b"y", XattrFlags::empty());
+        if let Err(errno) = opaque {
+            let must_work = std::env::var("ENVKIT_MUST_WORK").is_ok_and(|value| value == "1");
+            assert!(
+                !must_work,
+                "ENVKIT_MUST_WORK=1 but no `user.*` xattrs: {errno}"
+            );
+            eprintln!("skipped: the temporary folder has no `user.*` xattrs: {errno}");
+            return;
+        }
+        let checks = checks(&store, &image);
+        let Outcome::Changed {
+            files: ChangedFiles::Named(differences),
+            ..
+        } = &checks[1].outcome
+        else {
+            panic!("{:?}", checks[1]);
+        };
+        assert_eq!(differences.added, ["/usr/bin/.wh..wh..opq"]);
+    }
+
+    #[test]
+    fn a_layer_missing_from_the_store_is_an_error() {
+        let (_dir, store, image) = fixture(true);
+        crate::build::store::remove_tree(&store.layer_dir("k2")).unwrap();
+        let mut checks = verify(&store, &image, &lock());
+        assert!(checks.next().unwrap().is_ok());
+        let error = checks.next().unwrap().unwrap_err();
+        assert_eq!(error.to_string(), "the store has no layer `k2`");
+    }
+}
