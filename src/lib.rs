@@ -21,9 +21,11 @@
 //! - `env.lock` (written by `env lock`, read by everything after): pinned packages.
 
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod debian;
 pub mod fetch;
+pub mod files;
 pub mod kernel;
 pub mod mirror;
 pub mod ops;

@@ -22,8 +22,8 @@ use crate::solve::lockfile::{Layer, Lock, LockedPackage};
 
 use super::download::deb_path;
 use super::extract::ExtractOptions;
-use super::store::Cache;
 use super::unpack::{UnpackError, unpack};
+use crate::cache::Cache;
 use crate::debian::deb::{Deb, DebError};
 
 /// Where the cached `.deb`s appear inside the root while dpkg runs.

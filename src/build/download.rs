@@ -16,7 +16,7 @@ use crate::fetch::{FetchError, Fetcher};
 use crate::mirror::Mirrors;
 use crate::solve::lockfile::{Lock, LockedPackage};
 
-use super::store::Cache;
+use crate::cache::Cache;
 
 /// Downloads at once: enough to hide a mirror's latency, few enough to be polite.
 pub const PARALLEL_DOWNLOADS: usize = 6;

@@ -443,8 +443,8 @@ fn compress_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::layer_kind::LayerKind;
     use crate::build::layer_tar::layer_digest;
-    use crate::build::plan::LayerKind;
     use crate::build::store::LayerRecord;
     use std::io::Read;
 

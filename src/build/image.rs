@@ -19,10 +19,11 @@ use crate::spec::SetupStep;
 
 use super::base::{BaseError, build_base, source_date_epoch};
 use super::download::{DownloadError, download};
+use super::layer_kind::LayerKind;
 use super::layer_tar::{LayerTarError, TarOptions, layer_digest};
 use super::layers::{OverlayScratch, build_packages, build_setup};
 use super::members::{self, MembersError};
-use super::plan::{BuildPlan, LayerKind, PlanError, plan};
+use super::plan::{BuildPlan, PlanError, plan};
 use super::store::{LayerRecord, Store, StoreError, record_stem};
 
 /// One layer of a built image.
@@ -67,8 +68,6 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Members(#[from] MembersError),
-    #[error(transparent)]
-    Verify(#[from] super::verify::VerifyError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

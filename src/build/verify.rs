@@ -104,7 +104,7 @@ fn check_layer(
 mod tests {
     use super::*;
     use crate::build::image::image_id;
-    use crate::build::plan::LayerKind;
+    use crate::build::layer_kind::LayerKind;
     use crate::build::store::LayerRecord;
     use rustix::fs::XattrFlags;
 

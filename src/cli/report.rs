@@ -62,7 +62,7 @@ impl Failure {
             ) => EXIT_USER_ERROR,
             Error::Solve(_) => EXIT_FAILURE,
             Error::Build(BuildError::Plan(PlanError::NoInputMatch { .. })) => EXIT_USER_ERROR,
-            Error::Build(_) => EXIT_FAILURE,
+            Error::Build(_) | Error::Verify(_) => EXIT_FAILURE,
             Error::Spec(_) | Error::User { .. } => EXIT_USER_ERROR,
             Error::Userns(UsernsError::NoRange { .. }) => EXIT_USER_ERROR,
             Error::Run(RunError::MissingMountSource { .. }) => EXIT_USER_ERROR,

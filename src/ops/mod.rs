@@ -51,6 +51,8 @@ pub enum Error {
     Solve(#[from] SolveError),
     #[error(transparent)]
     Build(#[from] crate::build::image::BuildError),
+    #[error(transparent)]
+    Verify(#[from] crate::build::verify::VerifyError),
     /// The lock, or what the store holds, no longer matches what it was made from.
     #[error("{message}")]
     Stale {
@@ -92,7 +94,7 @@ impl Error {
             Error::Io { .. } => None,
             Error::Solve(error) => error.hint(),
             Error::Build(crate::build::image::BuildError::Download(error)) => error.hint(),
-            Error::Build(_) => None,
+            Error::Build(_) | Error::Verify(_) => None,
             Error::Userns(error) => error.help(),
             Error::Peer(error) => error.hint(),
             Error::Run(_) => None,

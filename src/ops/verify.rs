@@ -2,7 +2,6 @@
 //! trees in the store (see `build::verify`).
 
 use super::{Error, LockMode, Project, Result};
-use crate::build::image::BuildError;
 use crate::build::store::{LAYERS_DIR, Store};
 use crate::build::verify::{LayerCheck, Outcome, verify as check_layers};
 
@@ -28,7 +27,7 @@ pub fn verify(
     };
     let mut damaged = Vec::new();
     for check in check_layers(&store, &image, &lock) {
-        let check = check.map_err(BuildError::from)?;
+        let check = check?;
         on_check(&check);
         if let Outcome::Changed { .. } = check.outcome {
             damaged.push(check.layer);

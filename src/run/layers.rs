@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 pub enum CopyError {
     #[error(transparent)]
     Io(#[from] crate::run::FileError),
-    #[error(transparent)]
-    Store(#[from] crate::build::store::StoreError),
 }
 
 fn is_whiteout(metadata: &std::fs::Metadata) -> bool {
@@ -64,13 +62,13 @@ pub fn copy_merged(layers: &[PathBuf], relative: &str, target: &Path) -> Result<
         };
         if is_whiteout(&metadata) || !metadata.is_dir() {
             if target.exists() {
-                crate::build::store::remove_tree(target)?;
+                crate::files::remove_tree(target).map_err(io("remove", target))?;
             }
             found = false;
             continue;
         }
         if found && is_opaque(&source) {
-            crate::build::store::remove_tree(target)?;
+            crate::files::remove_tree(target).map_err(io("remove", target))?;
         }
         copy_layer(&source, target)?;
         found = true;
@@ -143,7 +141,7 @@ fn copy_layer(from: &Path, to: &Path) -> Result<(), CopyError> {
 fn remove(path: &Path) -> Result<(), CopyError> {
     let metadata = path.symlink_metadata().map_err(io("read", path))?;
     if metadata.is_dir() {
-        crate::build::store::remove_tree(path)?;
+        crate::files::remove_tree(path).map_err(io("remove", path))?;
     } else {
         std::fs::remove_file(path).map_err(io("remove", path))?;
     }

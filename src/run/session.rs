@@ -37,8 +37,6 @@ pub enum RunError {
     Terminal(#[from] TerminalError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
-    #[error(transparent)]
-    Store(#[from] crate::build::store::StoreError),
 }
 
 /// What to run, where and as whom.
@@ -180,11 +178,11 @@ pub fn run_with(
         }
     };
     if dir.exists() {
-        crate::build::store::remove_tree(&dir)?;
+        crate::files::remove_tree(&dir).map_err(io("remove", &dir))?;
     }
     let result = run_in(request, &id, &dir, before_start);
     if dir.exists() {
-        let _ = crate::build::store::remove_tree(&dir);
+        let _ = crate::files::remove_tree(&dir);
     }
     result
 }
@@ -209,7 +207,7 @@ fn remove_abandoned_sessions(sessions: &Path) {
                 .is_some_and(|age| age.as_secs() > 60),
         };
         if abandoned {
-            let _ = crate::build::store::remove_tree(&folder);
+            let _ = crate::files::remove_tree(&folder);
         }
     }
 }

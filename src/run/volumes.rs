@@ -15,16 +15,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::build::store::remove_tree;
-
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     #[error(transparent)]
     Io(#[from] crate::run::FileError),
     #[error("this project has no volume `{name}`")]
     Unknown { name: String, known: Vec<String> },
-    #[error(transparent)]
-    Store(#[from] crate::build::store::StoreError),
     #[error(transparent)]
     Copy(#[from] super::layers::CopyError),
 }
@@ -81,7 +77,7 @@ pub fn prepare(
     // Filled under a temporary name, so an interrupted first use starts over.
     let partial = folder.join(format!(".{name}.partial"));
     if partial.symlink_metadata().is_ok() {
-        remove_tree(&partial)?;
+        crate::files::remove_tree(&partial).map_err(io("remove", &partial))?;
     }
     if !super::layers::copy_merged(layers, at, &partial)? {
         std::fs::create_dir(&partial).map_err(io("create", &partial))?;
@@ -171,7 +167,7 @@ pub fn remove(volumes_dir: &Path, project_dir: &Path, name: &str) -> Result<(), 
     // Renamed away first, so a crash halfway leaves no half volume under its name.
     let doomed = folder.join(format!(".{name}.removing"));
     std::fs::rename(&path, &doomed).map_err(io("remove", &path))?;
-    remove_tree(&doomed)?;
+    crate::files::remove_tree(&doomed).map_err(io("remove", &doomed))?;
     Ok(())
 }
 

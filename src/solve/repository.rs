@@ -155,13 +155,12 @@ impl Repository<'_> {
             hasher.update(b"\0");
             hasher.update(index.sha256.as_bytes());
         }
-        crate::build::store::Cache::new(self.cache_dir)
-            .parsed_index(&hasher.finalize().to_hex()[..32])
+        crate::cache::Cache::new(self.cache_dir).parsed_index(&hasher.finalize().to_hex()[..32])
     }
 
     fn suite_dir(&self, plan: &SuitePlan) -> PathBuf {
         let key = blake3::hash(in_release_url(plan).as_bytes()).to_hex();
-        crate::build::store::Cache::new(self.cache_dir).suite_indexes(&key[..32])
+        crate::cache::Cache::new(self.cache_dir).suite_indexes(&key[..32])
     }
 
     /// The suite's verified Release, or `None` when the mirror does not have the suite.
@@ -247,7 +246,7 @@ impl Repository<'_> {
         release: &Release,
         file: &IndexFile,
     ) -> Result<String, RepositoryError> {
-        let cached = crate::build::store::Cache::new(self.cache_dir).packages_index(&file.sha256);
+        let cached = crate::cache::Cache::new(self.cache_dir).packages_index(&file.sha256);
         let dists = format!("{}/dists/{}", plan.url, plan.suite);
         let url = if release.acquire_by_hash {
             let dir = file.path.rsplit_once('/').map_or("", |(dir, _)| dir);

@@ -35,7 +35,8 @@ mod sweep;
 use std::path::{Path, PathBuf};
 
 use super::roots;
-use super::store::{Cache, Store, StoreError};
+use super::store::{Store, StoreError};
+use crate::cache::Cache;
 
 pub use in_use::StoreUse;
 pub use report::{Kind, Removal, Report};
@@ -92,7 +93,7 @@ mod tests {
     use super::in_use::{TryLock, try_lock};
     use super::*;
     use crate::build::image::{Image, ImageLayer, image_path};
-    use crate::build::plan::LayerKind;
+    use crate::build::layer_kind::LayerKind;
     use crate::build::store::LayerRecord;
 
     /// A store, a cache and a project folder in one temporary folder.

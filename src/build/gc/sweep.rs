@@ -10,9 +10,9 @@ use super::in_use::{TryLock, try_lock};
 use super::report::{Kind, Removal, Report};
 use crate::build::roots::{self, StaleRoot};
 use crate::build::store::{
-    Cache, DebFile, Store, StoreError, deb_file, io, log_key, record_stem, remove_path,
-    remove_tree, temporary_key,
+    Store, StoreError, io, log_key, record_stem, remove_path, remove_tree, temporary_key,
 };
+use crate::cache::{Cache, DebFile, deb_file};
 
 fn cache_io(path: &Path) -> impl FnOnce(std::io::Error) -> GcError + '_ {
     move |source| GcError::Cache {

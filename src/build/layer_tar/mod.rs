@@ -95,7 +95,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::plan::LayerKind;
+use super::layer_kind::LayerKind;
 
 /// How a layer tree becomes its tar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

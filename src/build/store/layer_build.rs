@@ -125,7 +125,7 @@ impl Drop for LayerBuild {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::plan::LayerKind;
+    use crate::build::layer_kind::LayerKind;
 
     fn record(key: &str) -> LayerRecord {
         LayerRecord {

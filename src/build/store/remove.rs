@@ -1,65 +1,15 @@
-//! Deleting from the store: layers hold read-only folders, which `remove_dir_all` alone
-//! cannot empty.
+//! Deleting from the store, with the store's errors (see `crate::files`).
 
 use std::path::Path;
 
 use super::{StoreError, io};
 
-/// Removes a tree, first making read-only directories writable (layers hold some).
+/// Removes a tree, read-only folders included.
 pub fn remove_tree(path: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    if std::fs::remove_dir_all(path).is_ok() || !path.exists() {
-        return Ok(());
-    }
-    // Breadth first, opening each directory before listing it.
-    let mut pending = vec![path.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            pending.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
-        }
-    }
-    std::fs::remove_dir_all(path).map_err(io(path))
+    crate::files::remove_tree(path).map_err(io(path))
 }
 
-/// Removes a file or a tree (read-only folders included); nothing there is no error.
+/// Removes a file or a tree; nothing there is no error.
 pub fn remove_path(path: &Path) -> Result<(), StoreError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => remove_tree(path),
-        Ok(_) => match std::fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StoreError::Io {
-                path: path.to_path_buf(),
-                source,
-            }),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn read_only_directories_are_removed_too() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let tree = dir.path().join("t/sub");
-        std::fs::create_dir_all(&tree).unwrap();
-        std::fs::write(tree.join("f"), b"x").unwrap();
-        std::fs::set_permissions(&tree, std::fs::Permissions::from_mode(0o500)).unwrap();
-        remove_tree(&dir.path().join("t")).unwrap();
-        assert!(!dir.path().join("t").exists());
-    }
+    crate::files::remove_path(path).map_err(io(path))
 }

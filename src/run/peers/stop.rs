@@ -26,7 +26,7 @@ pub fn down(
             stop(&state, say);
             say(&format!("stopped {name} (no longer in the env file)"));
         }
-        let _ = crate::build::store::remove_tree(&dir);
+        let _ = crate::files::remove_tree(&dir);
     }
     for peer in peers.in_order().iter().rev() {
         let dir = peers.dir(&peer.name);
@@ -35,7 +35,7 @@ pub fn down(
             say(&format!("stopped {}", peer.name));
         }
         if dir.exists() {
-            let _ = crate::build::store::remove_tree(&dir);
+            let _ = crate::files::remove_tree(&dir);
         }
         if delete_volumes {
             for volume in &peer.spec.volumes {
