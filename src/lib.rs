@@ -25,7 +25,10 @@ pub mod mirror;
 pub mod passthrough;
 pub mod paths;
 pub mod run;
-pub mod sandbox;
 pub mod solve;
 pub mod spec;
-pub mod userns;
+
+// Temporary: `crate::sandbox` and `crate::userns` moved into `kernel`; these keep the old paths
+// working for code being rewritten in parallel (`cli`, `run::session`, `run::peers`). Remove
+// once those use `crate::kernel::...`.
+pub use kernel::{sandbox, userns};

@@ -3,3 +3,5 @@
 //! never makes the system call itself.
 
 pub mod ns;
+pub mod sandbox;
+pub mod userns;

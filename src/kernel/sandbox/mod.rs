@@ -18,7 +18,7 @@
 //! and a cloned child of a threaded process must not allocate. A failing step writes its
 //! message into a close-on-exec pipe; the parent reads end-of-file when exec succeeded.
 //!
-//! The caller is root: real root, or inner root of envkit's user namespace (`crate::userns`),
+//! The caller is root: real root, or inner root of envkit's user namespace (`kernel::userns`),
 //! which is how an unprivileged user builds and runs. Overlays are mounted with `userxattr`
 //! so the store's layers mean the same in both.
 
