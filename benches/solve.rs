@@ -58,9 +58,15 @@ fn decompress(path: &Path) -> String {
 
 /// Fills the cache with bookworm's verified indexes, as `env lock` does on a new machine.
 fn prepare_indexes(cache: &Path) {
-    eprintln!("no cached indexes in {}: locking bookworm first", cache.display());
-    let spec = envkit::spec::parse_str("env.kdl", "base \"debian:bookworm\"\npackages \"python3\"\n")
-        .expect("the bench's env file is valid");
+    eprintln!(
+        "no cached indexes in {}: locking bookworm first",
+        cache.display()
+    );
+    let spec = envkit::spec::parse_str(
+        "env.kdl",
+        "base \"debian:bookworm\"\npackages \"python3\"\n",
+    )
+    .expect("the bench's env file is valid");
     if let Err(error) = envkit::solve::stage::solve(
         &spec,
         None,
