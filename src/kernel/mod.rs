@@ -3,5 +3,6 @@
 //! never makes the system call itself.
 
 pub mod ns;
+pub mod pty;
 pub mod sandbox;
 pub mod userns;
