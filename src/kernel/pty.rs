@@ -1,12 +1,14 @@
-//! Pseudo-terminals: opening a pair, and the window size that terminal `ioctl`s get and set,
-//! including following the user's terminal on every SIGWINCH.
+//! Terminals and pseudo-terminals: opening a pair, a terminal's settings (raw mode and back),
+//! and the window size that terminal `ioctl`s get and set, including following the user's
+//! terminal on every SIGWINCH.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::errno::Errno;
 pub use nix::pty::Winsize;
-use nix::sys::termios::Termios;
+pub use nix::sys::termios::Termios;
+use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
 
 /// A pty pair: the controller a program like envkit relays through, the replica a shell gets
 /// as its terminal.
@@ -22,6 +24,24 @@ pub fn open(size: Option<&Winsize>, settings: Option<&Termios>) -> Result<Pty, E
         controller: pair.master,
         replica: pair.slave,
     })
+}
+
+/// The settings of the terminal `fd`, or none when it is not a terminal.
+pub fn settings(fd: impl AsFd) -> Option<Termios> {
+    tcgetattr(fd.as_fd()).ok()
+}
+
+/// Puts the terminal `fd` back to `settings`, once what was written has been sent.
+pub fn set_settings(fd: impl AsFd, settings: &Termios) -> Result<(), Errno> {
+    tcsetattr(fd.as_fd(), SetArg::TCSADRAIN, settings)
+}
+
+/// Puts the terminal `fd`, whose settings are `settings`, in raw mode: no echo, no line
+/// editing, no signals from keys, so every keystroke passes through as typed.
+pub fn set_raw(fd: impl AsFd, settings: &Termios) -> Result<(), Errno> {
+    let mut raw = settings.clone();
+    cfmakeraw(&mut raw);
+    set_settings(fd, &raw)
 }
 
 /// The window size of the terminal `fd`, or none when it is not a terminal. Safe in a signal

@@ -8,9 +8,7 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-use nix::sys::termios::{SetArg, Termios, cfmakeraw, tcgetattr, tcsetattr};
-
-use crate::kernel::pty;
+use crate::kernel::pty::{self, Termios};
 
 /// A pty pair, and the user's terminal settings to put back.
 pub struct Terminal {
@@ -27,7 +25,7 @@ impl Terminal {
     /// A pty sized and set up like the user's terminal (stdin).
     pub fn open() -> Result<Terminal, TerminalError> {
         let stdin = std::io::stdin();
-        let settings = tcgetattr(stdin.as_fd()).ok();
+        let settings = pty::settings(&stdin);
         let size = pty::window_size(&stdin);
         let pair = pty::open(size.as_ref(), settings.as_ref()).map_err(TerminalError)?;
         Ok(Terminal {
@@ -62,9 +60,7 @@ impl Terminal {
     /// shell's output, to be finished with [`Relay::finish`] after the shell exits.
     pub fn start(&mut self) -> Result<Relay, TerminalError> {
         if let Some(saved) = &self.saved {
-            let mut raw = saved.clone();
-            cfmakeraw(&mut raw);
-            tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, &raw).map_err(TerminalError)?;
+            pty::set_raw(std::io::stdin(), saved).map_err(TerminalError)?;
         }
         pty::follow_window_size(self.controller.as_fd());
         let input = self.controller.try_clone().map_err(|e| {
@@ -119,7 +115,7 @@ impl Terminal {
 
     fn restore(&self) {
         if let Some(saved) = &self.saved {
-            let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, saved);
+            let _ = pty::set_settings(std::io::stdin(), saved);
         }
     }
 }
