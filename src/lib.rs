@@ -32,7 +32,5 @@ pub mod ops;
 pub mod passthrough;
 pub mod paths;
 pub mod run;
-pub mod sandbox;
 pub mod solve;
 pub mod spec;
-pub mod userns;

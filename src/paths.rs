@@ -68,7 +68,7 @@ pub fn runtime_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("envkit");
     }
-    if crate::userns::invoker().is_root() {
+    if crate::kernel::userns::invoker().is_root() {
         return PathBuf::from("/run/envkit");
     }
     directories::ProjectDirs::from("", "", "envkit")

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::sandbox::{Bind, RunAs, SandboxError, SandboxNetwork, SandboxSpec};
+use crate::kernel::sandbox::{Bind, RunAs, SandboxError, SandboxNetwork, SandboxSpec};
 use crate::solve::lockfile::{Layer, Lock, LockedPackage};
 
 use super::download::deb_path;
@@ -108,7 +108,7 @@ pub fn build_base(
 pub struct Dpkg<'a> {
     /// The root (an empty mount point when `overlay` is set).
     pub root: &'a Path,
-    pub overlay: Option<crate::sandbox::Overlay>,
+    pub overlay: Option<crate::kernel::sandbox::Overlay>,
     pub cache_dir: &'a Path,
     pub source_date_epoch: u64,
     pub log: &'a Path,
@@ -165,7 +165,7 @@ impl Dpkg<'_> {
             discard_syncs: true,
             service: false,
         };
-        match crate::sandbox::run(&spec)? {
+        match crate::kernel::sandbox::run(&spec)? {
             exit if exit.success() => Ok(()),
             _ => Err(BaseError::Step {
                 what: format!("dpkg ({what})"),

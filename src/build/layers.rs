@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::sandbox::{Bind, Overlay, RunAs, SandboxNetwork, SandboxSpec};
+use crate::kernel::sandbox::{Bind, Overlay, RunAs, SandboxNetwork, SandboxSpec};
 use crate::solve::lockfile::LockedPackage;
 
 use super::base::{BaseError, Dpkg, build_environment, clean};
@@ -102,7 +102,7 @@ pub fn build_setup(
         discard_syncs: true,
         service: false,
     };
-    let exit = crate::sandbox::run(&spec)?;
+    let exit = crate::kernel::sandbox::run(&spec)?;
     if !exit.success() {
         return Err(BaseError::Step {
             what: format!("setup step `{command}` (exit {})", exit.code()),

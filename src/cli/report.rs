@@ -8,13 +8,8 @@ use std::process::ExitCode;
 
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
 
-use crate::build::image::BuildError;
-use crate::build::plan::PlanError;
-use crate::ops::{self, Error};
-use crate::run::RunError;
-use crate::solve::stage::SolveError;
+use crate::ops::{self, Error, Kind};
 use crate::spec::SpecError;
-use crate::userns::UsernsError;
 
 /// Exit code for input the user can fix: a bad env file, a wrong argument, a missing feature.
 pub const EXIT_USER_ERROR: u8 = 2;
@@ -53,22 +48,10 @@ impl Failure {
             Failure::Exited(code) => return *code,
             Failure::Ops(error) => error,
         };
-        match &**error {
-            Error::Spec(SpecError::Read { .. }) | Error::Io { .. } | Error::Stale { .. } => {
-                EXIT_FAILURE
-            }
-            Error::Solve(
-                SolveError::Resolve { .. } | SolveError::Sources(_) | SolveError::BadLock { .. },
-            ) => EXIT_USER_ERROR,
-            Error::Solve(_) => EXIT_FAILURE,
-            Error::Build(BuildError::Plan(PlanError::NoInputMatch { .. })) => EXIT_USER_ERROR,
-            Error::Build(_) | Error::Verify(_) => EXIT_FAILURE,
-            Error::Spec(_) | Error::User { .. } => EXIT_USER_ERROR,
-            Error::Userns(UsernsError::NoRange { .. }) => EXIT_USER_ERROR,
-            Error::Run(RunError::MissingMountSource { .. }) => EXIT_USER_ERROR,
-            Error::Peer(error) if error.is_user_error() => EXIT_USER_ERROR,
-            Error::Userns(_) | Error::Run(_) | Error::Peer(_) => EXIT_FAILURE,
-            Error::NotRunnable(_) => EXIT_EXEC_FAILED,
+        match error.kind() {
+            Kind::Input => EXIT_USER_ERROR,
+            Kind::Failed => EXIT_FAILURE,
+            Kind::NotRunnable => EXIT_EXEC_FAILED,
         }
     }
 }

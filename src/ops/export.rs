@@ -27,7 +27,7 @@ pub struct Exported {
 }
 
 pub fn export(project: &Project, to: Destination<'_>, mode: LockMode) -> Result<Exported> {
-    crate::userns::enter()?;
+    crate::kernel::userns::enter()?;
     let spec = project.spec();
     let lock = super::lock::current_lock(spec, mode)?;
     let store = Store::default_location();

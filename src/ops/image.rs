@@ -31,7 +31,7 @@ pub fn ensure_image(spec: &Spec, lock_file: &Path, mode: LockMode, store: &Store
 
 /// `env build`: the project's image, built as needed.
 pub fn build_image(project: &Project, mode: LockMode) -> Result<Image> {
-    crate::userns::enter()?;
+    crate::kernel::userns::enter()?;
     ensure_image(
         project.spec(),
         &project.lock_path(),
@@ -42,7 +42,7 @@ pub fn build_image(project: &Project, mode: LockMode) -> Result<Image> {
 
 /// `env build --dry-run`: which layers the store has and which a build would make.
 pub fn plan_image(project: &Project, mode: LockMode) -> Result<BuildPlan> {
-    crate::userns::enter()?;
+    crate::kernel::userns::enter()?;
     let spec = project.spec();
     let lock = super::lock::current_lock(spec, mode)?;
     let context = ImageContext::new(spec)?;

@@ -69,7 +69,7 @@ fn stale(message: String, reasons: Vec<String>) -> Error {
 pub fn lock(project: &Project, request: &LockRequest) -> Result<LockOutcome> {
     // Locking needs no subordinate ids; it joins the namespace only where building can, so
     // the cache is written by the same ids either way.
-    crate::userns::enter_if_possible();
+    crate::kernel::userns::enter_if_possible();
     let spec = project.spec();
     let path = project.lock_path();
     let shown = display_name(&path);

@@ -61,7 +61,7 @@ pub enum Error {
         hint: Option<String>,
     },
     #[error(transparent)]
-    Userns(#[from] crate::userns::UsernsError),
+    Userns(#[from] crate::kernel::userns::UsernsError),
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
     #[error(transparent)]
@@ -101,6 +101,43 @@ impl Error {
             Error::NotRunnable(_) => Some(
                 "check the command's name; packages it needs go in env.kdl's `packages`".into(),
             ),
+        }
+    }
+}
+
+/// Whose move it is after an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The input is wrong (the env file, an argument, the machine's setup): the user can fix it.
+    Input,
+    /// An operation failed although the input was fine (I/O, network, a stale store).
+    Failed,
+    /// A session's program could not be started.
+    NotRunnable,
+}
+
+impl Error {
+    pub fn kind(&self) -> Kind {
+        use crate::build::image::BuildError;
+        use crate::build::plan::PlanError;
+        use crate::kernel::userns::UsernsError;
+        use crate::run::RunError;
+        match self {
+            Error::Spec(SpecError::Read { .. }) | Error::Io { .. } | Error::Stale { .. } => {
+                Kind::Failed
+            }
+            Error::Solve(
+                SolveError::Resolve { .. } | SolveError::Sources(_) | SolveError::BadLock { .. },
+            ) => Kind::Input,
+            Error::Solve(_) => Kind::Failed,
+            Error::Build(BuildError::Plan(PlanError::NoInputMatch { .. })) => Kind::Input,
+            Error::Build(_) | Error::Verify(_) => Kind::Failed,
+            Error::Spec(_) | Error::User { .. } => Kind::Input,
+            Error::Userns(UsernsError::NoRange { .. }) => Kind::Input,
+            Error::Run(RunError::MissingMountSource { .. }) => Kind::Input,
+            Error::Peer(error) if error.is_user_error() => Kind::Input,
+            Error::Userns(_) | Error::Run(_) | Error::Peer(_) => Kind::Failed,
+            Error::NotRunnable(_) => Kind::NotRunnable,
         }
     }
 }

@@ -35,7 +35,7 @@ pub fn start(peers: &ProjectPeers<'_>, mode: LockMode) -> Result<Vec<Host>> {
 
 /// `env up`. Returns how many peers the project has.
 pub fn up(project: &Project, mode: LockMode) -> Result<usize> {
-    crate::userns::enter()?;
+    crate::kernel::userns::enter()?;
     let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
     let count = peers.in_order().len();
     if count > 0 {
@@ -52,7 +52,7 @@ pub fn volumes_to_delete(project: &Project) -> Vec<String> {
 
 /// `env down [--volumes]`.
 pub fn down(project: &Project, delete_volumes: bool) -> Result<()> {
-    crate::userns::enter()?;
+    crate::kernel::userns::enter()?;
     let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
     peers::stop::down(&peers, delete_volumes, &say)?;
     Ok(())
@@ -109,7 +109,7 @@ pub fn logs(project: &Project, peer: Option<&str>) -> Result<Logs> {
 
 /// `env __supervise PEER IMAGE RESTARTS`: runs one peer until it ends.
 pub fn supervise(project: &Project, name: &str, image: &str, restarts: u32) -> Result<()> {
-    let entered = crate::userns::enter()?;
+    let entered = crate::kernel::userns::enter()?;
     let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
     let peer = peers
         .find(name)

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use super::{Error, LockMode, Project, Result};
 use crate::build::store::Store;
+use crate::kernel::sandbox::SandboxError;
 use crate::run::peers::ProjectPeers;
 use crate::run::session::{self, SessionRequest};
-use crate::sandbox::SandboxError;
 
 /// What the user asked the session for.
 pub struct Entry {
@@ -30,7 +30,7 @@ pub struct Ended {
 
 /// Enters the environment and returns once its program ends.
 pub fn enter(project: &Project, entry: Entry) -> Result<Ended> {
-    let entered = crate::userns::enter()?;
+    let entered = crate::kernel::userns::enter()?;
     let spec = project.spec();
     let store = Store::default_location();
     let image = super::image::ensure_image(spec, &project.lock_path(), entry.lock_mode, &store)?;
@@ -93,7 +93,7 @@ pub struct GivenBack {
 
 /// `env fix-owner`: gives the invoking user back what root created in the env's mounts.
 pub fn fix_owner(project: &Project) -> Result<GivenBack> {
-    let entered = crate::userns::enter()?;
+    let entered = crate::kernel::userns::enter()?;
     let invoker = &entered.invoker;
     let mut mounts = Vec::new();
     for mount in project.spec().mounts.iter().filter(|m| !m.readonly) {

@@ -14,7 +14,7 @@ pub fn images() -> Result<Vec<Image>> {
 
 /// `env gc [--dry-run]`.
 pub fn gc(dry_run: bool) -> Result<Report> {
-    crate::userns::enter()?;
+    crate::kernel::userns::enter()?;
     let store = Store::default_location();
     collect(&store, &crate::paths::cache_dir(), dry_run, &|| {
         say("waiting for a running `env build` or `env export` to finish")
@@ -30,13 +30,13 @@ pub fn gc(dry_run: bool) -> Result<Report> {
 
 /// `env volume ls`: every volume of every project.
 pub fn volumes() -> Result<Vec<VolumeInfo>> {
-    crate::userns::enter()?;
+    crate::kernel::userns::enter()?;
     volumes::list(&crate::paths::volumes_dir()).map_err(volume_error)
 }
 
 /// `env volume rm NAME`: one of the project's volumes.
 pub fn remove_volume(project: &Project, name: &str) -> Result<()> {
-    crate::userns::enter()?;
+    crate::kernel::userns::enter()?;
     volumes::remove(
         &crate::paths::volumes_dir(),
         &project.spec().origin.dir,

@@ -13,7 +13,7 @@ pub fn verify(
     mode: LockMode,
     on_check: &mut dyn FnMut(&LayerCheck),
 ) -> Result<String> {
-    crate::userns::enter()?;
+    crate::kernel::userns::enter()?;
     let spec = project.spec();
     let lock = super::lock::current_lock(spec, mode)?;
     let store = Store::default_location();

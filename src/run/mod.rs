@@ -1,7 +1,7 @@
 //! Stage 4: `Image` + `Spec` -> a running session: namespaces, mounts, volumes, the shell.
 //!
 //! - [`session`]: one session's overlay root, identity files, binds, environment, and the
-//!   sandbox that runs it (shared with build, in `crate::sandbox`).
+//!   sandbox that runs it (shared with build, in `crate::kernel::sandbox`).
 //! - [`layers`]: the image's merged view read without mounting it.
 //! - [`volumes`]: named folders that outlive sessions.
 //! - [`terminal`]: the pty `env shell` relays.

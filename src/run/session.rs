@@ -11,9 +11,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sandbox::{Bind, Exit, Overlay, RunAs, SandboxError, SandboxNetwork, SandboxSpec};
+use crate::kernel::sandbox::{
+    Bind, Exit, Overlay, RunAs, SandboxError, SandboxNetwork, SandboxSpec,
+};
+use crate::kernel::userns::Invoker;
 use crate::spec::{Network, Spec, User};
-use crate::userns::Invoker;
 
 use super::layers;
 use super::terminal::{Terminal, TerminalError};
@@ -167,7 +169,7 @@ pub fn run_with(
     request: &SessionRequest<'_>,
     before_start: &mut dyn FnMut(i32),
 ) -> Result<SessionOutcome, RunError> {
-    crate::sandbox::catch_signals()?;
+    crate::kernel::sandbox::catch_signals()?;
     let id = session_id();
     let dir = match &request.background {
         Some(background) => background.dir.clone(),
@@ -351,11 +353,11 @@ fn run_in(
     let exit = match terminal.as_mut() {
         Some(terminal) => {
             let relay = terminal.start()?;
-            let exit = crate::sandbox::run_with(&spec, before_start);
+            let exit = crate::kernel::sandbox::run_with(&spec, before_start);
             terminal.finish(relay);
             exit?
         }
-        None => crate::sandbox::run_with(&spec, before_start)?,
+        None => crate::kernel::sandbox::run_with(&spec, before_start)?,
     };
     let foreign_files = if run_as == RunAs::Root && !request.invoker.is_root() {
         foreign_files(request, started)

@@ -7,12 +7,8 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
 
-use nix::sys::termios::{SetArg, Termios, cfmakeraw, tcgetattr, tcsetattr};
-
-/// The pty's controller, for the SIGWINCH handler.
-static CONTROLLER: AtomicI32 = AtomicI32::new(-1);
+use crate::kernel::pty::{self, Termios};
 
 /// A pty pair, and the user's terminal settings to put back.
 pub struct Terminal {
@@ -25,44 +21,16 @@ pub struct Terminal {
 #[error("cannot set up a terminal for the shell: {0}")]
 pub struct TerminalError(nix::errno::Errno);
 
-fn window_size(fd: RawFd) -> Option<nix::pty::Winsize> {
-    let mut size = nix::pty::Winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ fills a winsize.
-    #[allow(unsafe_code)]
-    let done = unsafe { nix::libc::ioctl(fd, nix::libc::TIOCGWINSZ, &mut size) };
-    (done == 0).then_some(size)
-}
-
-extern "C" fn resized(_: nix::libc::c_int) {
-    let controller = CONTROLLER.load(Ordering::SeqCst);
-    if controller < 0 {
-        return;
-    }
-    // Both ioctls are plain system calls, safe in a handler.
-    if let Some(size) = window_size(nix::libc::STDIN_FILENO) {
-        // SAFETY: TIOCSWINSZ reads a winsize.
-        #[allow(unsafe_code)]
-        unsafe {
-            nix::libc::ioctl(controller, nix::libc::TIOCSWINSZ, &size);
-        }
-    }
-}
-
 impl Terminal {
     /// A pty sized and set up like the user's terminal (stdin).
     pub fn open() -> Result<Terminal, TerminalError> {
         let stdin = std::io::stdin();
-        let settings = tcgetattr(stdin.as_fd()).ok();
-        let size = window_size(stdin.as_raw_fd());
-        let pair = nix::pty::openpty(size.as_ref(), settings.as_ref()).map_err(TerminalError)?;
+        let settings = pty::settings(&stdin);
+        let size = pty::window_size(&stdin);
+        let pair = pty::open(size.as_ref(), settings.as_ref()).map_err(TerminalError)?;
         Ok(Terminal {
-            controller: pair.master,
-            replica: Some(pair.slave),
+            controller: pair.controller,
+            replica: Some(pair.replica),
             saved: settings,
         })
     }
@@ -92,19 +60,9 @@ impl Terminal {
     /// shell's output, to be finished with [`Relay::finish`] after the shell exits.
     pub fn start(&mut self) -> Result<Relay, TerminalError> {
         if let Some(saved) = &self.saved {
-            let mut raw = saved.clone();
-            cfmakeraw(&mut raw);
-            tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, &raw).map_err(TerminalError)?;
+            pty::set_raw(std::io::stdin(), saved).map_err(TerminalError)?;
         }
-        CONTROLLER.store(self.controller.as_raw_fd(), Ordering::SeqCst);
-        // SAFETY: the handler only makes two ioctls.
-        #[allow(unsafe_code)]
-        unsafe {
-            let _ = nix::sys::signal::signal(
-                nix::sys::signal::Signal::SIGWINCH,
-                nix::sys::signal::SigHandler::Handler(resized),
-            );
-        }
+        pty::follow_window_size(self.controller.as_fd());
         let input = self.controller.try_clone().map_err(|e| {
             TerminalError(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
         })?;
@@ -151,19 +109,21 @@ impl Terminal {
     pub fn finish(&mut self, relay: Relay) {
         self.replica = None;
         relay.finish();
-        CONTROLLER.store(-1, Ordering::SeqCst);
+        pty::stop_following_window_size();
         self.restore();
     }
 
     fn restore(&self) {
         if let Some(saved) = &self.saved {
-            let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, saved);
+            let _ = pty::set_settings(std::io::stdin(), saved);
         }
     }
 }
 
 impl Drop for Terminal {
     fn drop(&mut self) {
+        // The controller closes with this value; a resize must not reach its number then.
+        pty::stop_following_window_size();
         self.restore();
     }
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use envkit::userns::{IdRange, find_range, free_range_start};
+use envkit::kernel::userns::idmap::{IdRange, find_range, free_range_start};
 
 use crate::common::{Outcome, env_binary, must_work, run};
 use crate::run::{IMAGE_ENV, can_enter, shared_cache, shared_image};

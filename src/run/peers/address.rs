@@ -28,7 +28,7 @@ pub fn address(
         return Ok(address.clone());
     }
     let taken: std::collections::HashSet<&String> = table.values().collect();
-    let address = user_addresses(crate::userns::invoker().uid)
+    let address = user_addresses(crate::kernel::userns::invoker().uid)
         .find(|a| !taken.contains(a) && ports_are_free(a, ports))
         .ok_or(PeerError::NoAddress)?;
     table.insert(key, address.clone());

@@ -9,18 +9,16 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sched::{CloneFlags, setns};
+use crate::kernel::ns::{self, Namespace};
 
 /// A network namespace, by a handle on `/proc/PID/ns/net`.
 pub fn namespace_of(pid: i32) -> std::io::Result<Arc<OwnedFd>> {
-    let file = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
-    Ok(Arc::new(OwnedFd::from(file)))
+    ns::namespace_of(pid, Namespace::Network).map(Arc::new)
 }
 
 /// This process's current network namespace.
 pub fn own_namespace() -> std::io::Result<Arc<OwnedFd>> {
-    let file = std::fs::File::open("/proc/thread-self/ns/net")?;
-    Ok(Arc::new(OwnedFd::from(file)))
+    ns::current_namespace(Namespace::Network).map(Arc::new)
 }
 
 /// Binds a listener on `address` inside `namespace` (a short-lived thread joins it to make the
@@ -28,7 +26,7 @@ pub fn own_namespace() -> std::io::Result<Arc<OwnedFd>> {
 pub fn listen_in(namespace: &Arc<OwnedFd>, address: SocketAddr) -> std::io::Result<TcpListener> {
     let namespace = Arc::clone(namespace);
     std::thread::spawn(move || {
-        setns(namespace.as_fd(), CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+        ns::join(namespace.as_fd(), Namespace::Network)?;
         TcpListener::bind(address)
     })
     .join()
@@ -40,7 +38,7 @@ pub fn listen_in(namespace: &Arc<OwnedFd>, address: SocketAddr) -> std::io::Resu
 pub fn serve(listener: TcpListener, target: SocketAddr, connect_from: Option<Arc<OwnedFd>>) {
     std::thread::spawn(move || {
         if let Some(namespace) = &connect_from
-            && setns(namespace.as_fd(), CloneFlags::CLONE_NEWNET).is_err()
+            && ns::join(namespace.as_fd(), Namespace::Network).is_err()
         {
             return;
         }

@@ -10,9 +10,9 @@ use std::process::Child;
 use std::sync::{Arc, Mutex};
 
 use super::{PeerError, PeerState, ProjectPeers, forward};
+use crate::kernel::userns::Invoker;
 use crate::run::session::{self, Background, SessionRequest};
 use crate::spec::Peer;
-use crate::userns::Invoker;
 
 /// The hidden subcommand that runs a supervisor.
 pub const SUPERVISE_COMMAND: &str = "__supervise";
@@ -49,8 +49,8 @@ pub fn spawn(
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(err);
-    if let Some(value) = crate::userns::inherited_value() {
-        command.env(crate::userns::INHERITED_VARIABLE, value);
+    if let Some(value) = crate::kernel::userns::inherited_value() {
+        command.env(crate::kernel::userns::INHERITED_VARIABLE, value);
     }
     // The supervisor must not get its starter's terminal signals.
     crate::kernel::ns::detach(&mut command);

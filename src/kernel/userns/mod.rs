@@ -14,53 +14,19 @@
 //! `unshare` (a process cannot map itself once inside), with `newuidmap`/`newgidmap` when
 //! rootless. `unshare(CLONE_NEWUSER)` refuses threaded processes, so [`enter`] must run before
 //! any thread starts.
+//!
+//! [`idmap`] works the maps out as plain values; this module reads the files they come from
+//! and enters the namespace.
+
+pub mod idmap;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// Who ran envkit, as seen before entering the namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invoker {
-    pub uid: u32,
-    pub gid: u32,
-    /// The login name (`$USER` when the password database has no entry).
-    pub name: String,
-}
+pub use idmap::{Invoker, Maps};
 
-impl Invoker {
-    /// The process's real ids and name.
-    pub fn current() -> Invoker {
-        let uid = nix::unistd::getuid().as_raw();
-        let gid = nix::unistd::getgid().as_raw();
-        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| format!("user{uid}"));
-        Invoker { uid, gid, name }
-    }
-
-    pub fn is_root(&self) -> bool {
-        self.uid == 0
-    }
-}
-
-/// A subordinate id range from `/etc/subuid` or `/etc/subgid`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdRange {
-    pub start: u32,
-    pub count: u32,
-}
-
-/// One line of a uid or gid map: `inner outer count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MapLine {
-    pub inner: u32,
-    pub outer: u32,
-    pub count: u32,
-}
+use idmap::{IdKind, NoRange};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsernsError {
@@ -96,7 +62,7 @@ impl UsernsError {
             UsernsError::NoRange { user, .. } => {
                 let taken = |file: &str| {
                     std::fs::read_to_string(file)
-                        .map(|text| free_range_start(&text))
+                        .map(|text| idmap::free_range_start(&text))
                         .unwrap_or(100_000)
                 };
                 let start = taken("/etc/subuid").max(taken("/etc/subgid"));
@@ -117,116 +83,6 @@ impl UsernsError {
     }
 }
 
-/// The first id after every range already given out (at least 100000), for a suggestion
-/// that does not overlap another user's range.
-pub fn free_range_start(text: &str) -> u64 {
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.trim().split(':').skip(1);
-            let start: u64 = fields.next()?.trim().parse().ok()?;
-            let count: u64 = fields.next()?.trim().parse().ok()?;
-            Some(start + count)
-        })
-        .fold(100_000, u64::max)
-}
-
-/// Reads the first range for `user` (by name or uid) from a subuid/subgid file's text.
-pub fn find_range(text: &str, name: &str, id: u32) -> Option<IdRange> {
-    let id = id.to_string();
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let owner = fields.next()?;
-            let start = fields.next()?.trim().parse().ok()?;
-            let count = fields.next()?.trim().parse().ok()?;
-            (owner == name || owner == id).then_some(IdRange { start, count })
-        })
-        .find(|range| range.count > 0)
-}
-
-/// The keep-id map: inner ids below `id` to the start of the range, `id` to itself, the rest
-/// after it. An id beyond the range's size keeps the range whole and maps itself apart.
-pub fn keep_id_map(id: u32, range: IdRange) -> Vec<MapLine> {
-    if id == 0 {
-        return vec![
-            MapLine {
-                inner: 0,
-                outer: 0,
-                count: 1,
-            },
-            MapLine {
-                inner: 1,
-                outer: range.start,
-                count: range.count,
-            },
-        ];
-    }
-    if id >= range.count {
-        return vec![
-            MapLine {
-                inner: 0,
-                outer: range.start,
-                count: range.count,
-            },
-            MapLine {
-                inner: id,
-                outer: id,
-                count: 1,
-            },
-        ];
-    }
-    let mut lines = vec![
-        MapLine {
-            inner: 0,
-            outer: range.start,
-            count: id,
-        },
-        MapLine {
-            inner: id,
-            outer: id,
-            count: 1,
-        },
-    ];
-    let rest = range.count - id - 1;
-    if rest > 0 {
-        lines.push(MapLine {
-            inner: id + 1,
-            outer: range.start + id + 1,
-            count: rest,
-        });
-    }
-    lines
-}
-
-/// An identity map over the ids this process's namespace has (all of them on a plain host).
-fn identity_map(current_map: &str) -> Vec<MapLine> {
-    current_map
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace().map(|f| f.parse::<u32>().ok());
-            let inner = fields.next()??;
-            let _outer = fields.next()??;
-            let count = fields.next()??;
-            Some(MapLine {
-                inner,
-                outer: inner,
-                count,
-            })
-        })
-        .collect()
-}
-
-/// The maps envkit uses for `invoker`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Maps {
-    pub uid: Vec<MapLine>,
-    pub gid: Vec<MapLine>,
-    /// Written by `newuidmap`/`newgidmap` (rootless) rather than directly (root).
-    pub through_helpers: bool,
-}
-
 fn read(file: &str) -> Result<String, UsernsError> {
     std::fs::read_to_string(file).map_err(|source| UsernsError::Read {
         file: file.to_string(),
@@ -234,38 +90,29 @@ fn read(file: &str) -> Result<String, UsernsError> {
     })
 }
 
-/// Works out the maps for `invoker`; fails for a user without subordinate ranges.
+/// Works out the maps for `invoker` from the files they come from; fails for a user without
+/// subordinate ranges.
 pub fn maps_for(invoker: &Invoker) -> Result<Maps, UsernsError> {
     if invoker.is_root() {
-        return Ok(Maps {
-            uid: identity_map(&read("/proc/self/uid_map")?),
-            gid: identity_map(&read("/proc/self/gid_map")?),
-            through_helpers: false,
-        });
+        return Ok(idmap::root_maps(
+            &read("/proc/self/uid_map")?,
+            &read("/proc/self/gid_map")?,
+        ));
     }
-    let range = |file: &'static str, kind: &'static str, id: u32| {
-        let text = match std::fs::read_to_string(file) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => {
-                return Err(UsernsError::Read {
-                    file: file.to_string(),
-                    source,
-                });
-            }
-        };
-        find_range(&text, &invoker.name, id).ok_or_else(|| UsernsError::NoRange {
-            user: invoker.name.clone(),
-            kind,
-            file,
-        })
+    let subordinate = |kind: IdKind| match std::fs::read_to_string(kind.subordinate_file()) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(UsernsError::Read {
+            file: kind.subordinate_file().to_string(),
+            source,
+        }),
     };
-    let uid_range = range("/etc/subuid", "uid", invoker.uid)?;
-    let gid_range = range("/etc/subgid", "gid", invoker.gid)?;
-    Ok(Maps {
-        uid: keep_id_map(invoker.uid, uid_range),
-        gid: keep_id_map(invoker.gid, gid_range),
-        through_helpers: true,
+    let subuid = subordinate(IdKind::Uid)?;
+    let subgid = subordinate(IdKind::Gid)?;
+    idmap::rootless_maps(invoker, &subuid, &subgid).map_err(|NoRange(kind)| UsernsError::NoRange {
+        user: invoker.name.clone(),
+        kind: kind.name(),
+        file: kind.subordinate_file(),
     })
 }
 
@@ -376,45 +223,27 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn render(lines: &[MapLine]) -> String {
-    lines
-        .iter()
-        .map(|l| format!("{} {} {}\n", l.inner, l.outer, l.count))
-        .collect()
-}
-
 /// Unshares the user namespace while a forked helper, still outside, writes its maps.
 fn unshare_with(maps: &Maps) -> Result<(), UsernsError> {
     let pid = nix::unistd::getpid().as_raw();
     // Everything the helper does is decided here, before fork.
     let helper_plan: Vec<(PathBuf, Vec<String>)> = if maps.through_helpers {
-        let args = |lines: &[MapLine]| {
-            let mut args = vec![pid.to_string()];
-            for line in lines {
-                args.extend([
-                    line.inner.to_string(),
-                    line.outer.to_string(),
-                    line.count.to_string(),
-                ]);
-            }
-            args
-        };
         vec![
             (
                 find_program("newuidmap").unwrap_or_else(|| "newuidmap".into()),
-                args(&maps.uid),
+                idmap::helper_arguments(pid, &maps.uid),
             ),
             (
                 find_program("newgidmap").unwrap_or_else(|| "newgidmap".into()),
-                args(&maps.gid),
+                idmap::helper_arguments(pid, &maps.gid),
             ),
         ]
     } else {
         Vec::new()
     };
     let direct = [
-        (format!("/proc/{pid}/uid_map"), render(&maps.uid)),
-        (format!("/proc/{pid}/gid_map"), render(&maps.gid)),
+        (format!("/proc/{pid}/uid_map"), idmap::render(&maps.uid)),
+        (format!("/proc/{pid}/gid_map"), idmap::render(&maps.gid)),
     ];
     let (go_read, go_write) = nix::unistd::pipe().map_err(|e| UsernsError::Map(e.to_string()))?;
     let (report_read, report_write) =
@@ -495,79 +324,4 @@ fn write_maps(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges_are_found_by_name_or_uid() {
-        let text =
-            "# comment\nalice:100000:65536\n1002:200000:65536\nbob:300000:0\nbob:400000:1000\n";
-        assert_eq!(
-            find_range(text, "alice", 1001),
-            Some(IdRange {
-                start: 100000,
-                count: 65536
-            })
-        );
-        assert_eq!(
-            find_range(text, "carol", 1002),
-            Some(IdRange {
-                start: 200000,
-                count: 65536
-            })
-        );
-        assert_eq!(
-            find_range(text, "bob", 1003),
-            Some(IdRange {
-                start: 400000,
-                count: 1000
-            })
-        );
-        assert_eq!(find_range(text, "dave", 1004), None);
-        assert_eq!(find_range("garbage\n:::\n", "dave", 1004), None);
-    }
-
-    #[test]
-    fn a_suggested_range_overlaps_nobody() {
-        assert_eq!(free_range_start(""), 100_000);
-        assert_eq!(
-            free_range_start("a:100000:65536\nb:165536:65536\n"),
-            231_072
-        );
-    }
-
-    #[test]
-    fn keep_id_maps_the_user_to_itself_and_the_rest_to_the_range() {
-        let range = IdRange {
-            start: 100000,
-            count: 65536,
-        };
-        // The map from notes/rootless-ids.md.
-        assert_eq!(
-            render(&keep_id_map(1001, range)),
-            "0 100000 1001\n1001 1001 1\n1002 101002 64534\n"
-        );
-        // A directory-service uid beyond the range.
-        assert_eq!(
-            render(&keep_id_map(1_788_609_210, range)),
-            "0 100000 65536\n1788609210 1788609210 1\n"
-        );
-        // The last id of the range leaves nothing after it.
-        assert_eq!(
-            render(&keep_id_map(65535, range)),
-            "0 100000 65535\n65535 65535 1\n"
-        );
-    }
-
-    #[test]
-    fn root_keeps_its_own_ids() {
-        assert_eq!(
-            render(&identity_map("         0          0 4294967295\n")),
-            "0 0 4294967295\n"
-        );
-        assert_eq!(render(&identity_map("0 100000 65536\n")), "0 0 65536\n");
-    }
 }
