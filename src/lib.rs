@@ -10,11 +10,16 @@
 //! - [`build`]: verified `.deb`s installed into content-addressed layers.
 //! - [`run`]: namespaces, mounts, volumes, sessions and peers.
 //!
-//! [`cli`] is the `env` command on top of them; [`passthrough`] keeps the system `env` working
-//! when the binary is installed under that name.
+//! [`ops`] chains them for each command (env file, lock, image, session or peers); [`cli`]
+//! parses the `env` command line, calls one `ops` function and renders what it returns;
+//! [`passthrough`] keeps the system `env` working when the binary is installed under that name.
 //!
-//! [`debian`] reads Debian's formats (deb822, versions, relationships, `Release`, apt sources,
-//! `.deb`) for `solve` and `build`; it imports nothing else of the crate.
+//! Shared below the stages, each with one job: [`kernel`] makes every namespace, mount,
+//! `setns` and terminal call; [`debian`] reads Debian's formats (deb822, versions,
+//! relationships, `Release`, apt sources, `.deb`); [`cache`] owns the download cache's layout;
+//! [`fetch`] downloads and writes atomically; [`files`] removes trees; [`mirror`] picks the
+//! mirror; [`paths`] says where envkit's folders are. `kernel` and `debian` import nothing
+//! else of the crate.
 //!
 //! # Files envkit reads and writes
 //! - `env.kdl` (read): the project's environment, found in the current folder or a parent.
