@@ -266,14 +266,7 @@ mod tests {
     }
 
     fn lock_of(packages: Vec<LockedPackage>) -> Lock {
-        Lock {
-            release: "bookworm".into(),
-            architecture: "amd64".into(),
-            recommends: false,
-            requested: vec![],
-            indexes: vec![],
-            packages,
-        }
+        crate::solve::fixture::bookworm_lock(packages)
     }
 
     #[test]

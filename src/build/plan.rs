@@ -226,14 +226,7 @@ mod tests {
     }
 
     fn lock(packages: Vec<LockedPackage>) -> Lock {
-        Lock {
-            release: "bookworm".into(),
-            architecture: "amd64".into(),
-            recommends: false,
-            requested: vec![],
-            indexes: vec![],
-            packages,
-        }
+        crate::solve::fixture::bookworm_lock(packages)
     }
 
     fn base() -> Vec<LockedPackage> {

@@ -109,14 +109,7 @@ mod tests {
     use rustix::fs::XattrFlags;
 
     fn lock() -> Lock {
-        Lock {
-            release: "bookworm".into(),
-            architecture: "amd64".into(),
-            recommends: false,
-            requested: vec![],
-            indexes: vec![],
-            packages: vec![],
-        }
+        crate::solve::fixture::bookworm_lock(vec![])
     }
 
     /// A store with a base layer and a packages layer, and their image.

@@ -105,3 +105,15 @@ pub fn minimal_archive(repository: &FixtureRepository) -> String {
     ]
     .concat()
 }
+
+/// A bookworm lock for amd64 holding just `packages`, as tests of later stages need one.
+pub fn bookworm_lock(packages: Vec<super::lockfile::LockedPackage>) -> super::lockfile::Lock {
+    super::lockfile::Lock {
+        release: "bookworm".into(),
+        architecture: "amd64".into(),
+        recommends: false,
+        requested: vec![],
+        indexes: vec![],
+        packages,
+    }
+}

@@ -217,15 +217,7 @@ mod tests {
                 group: 1,
             })
             .collect();
-        crate::solve::lockfile::Lock {
-            release: "bookworm".into(),
-            architecture: "amd64".into(),
-            recommends: false,
-            requested: vec![],
-            indexes: vec![],
-            packages,
-        }
-        .render()
+        crate::solve::fixture::bookworm_lock(packages).render()
     }
 
     #[test]
