@@ -18,7 +18,7 @@ mod volume;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use report::Failure;
 
@@ -156,7 +156,10 @@ pub enum VolumeCommand {
 
 /// Names (and aliases) the first argument must match for the command line to be envkit's.
 pub fn subcommand_names() -> Vec<String> {
-    let command = Cli::command();
+    names_of(&Cli::command())
+}
+
+fn names_of(command: &clap::Command) -> Vec<String> {
     let mut names = vec!["help".to_string()];
     for sub in command.get_subcommands() {
         names.push(sub.get_name().to_string());
@@ -196,14 +199,18 @@ fn follow_flag_of_logs(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStr
 /// The program: passthrough to the system `env`, or envkit.
 pub fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Built once: making clap's command is most of what a fast `env run` spends before the
+    // sandbox.
+    let command = Cli::command();
     if !crate::passthrough::is_envkit_invocation(
         argv.get(1).map(|a| a.as_os_str()),
-        &subcommand_names(),
+        &names_of(&command),
     ) {
         let error = crate::passthrough::exec_system_env(argv);
         return report::exec_failed(&error);
     }
-    let cli = Cli::parse_from(follow_flag_of_logs(argv));
+    let matches = command.get_matches_from(follow_flag_of_logs(argv));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => report::render(&failure),

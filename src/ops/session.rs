@@ -34,11 +34,18 @@ pub fn enter(project: &Project, entry: Entry) -> Result<Ended> {
     let spec = project.spec();
     let store = Store::default_location();
     let image = super::image::ensure_image(spec, &project.lock_path(), entry.lock_mode, &store)?;
-    let peers = ProjectPeers::new(spec, crate::paths::runtime_dir());
-    let hosts = if spec.peers.is_empty() {
-        Vec::new()
+    // A private network is the session's own: the peers are linked into it as they are into
+    // each other's, before the program starts.
+    let (hosts, linked) = if spec.peers.is_empty() {
+        (Vec::new(), Vec::new())
     } else {
-        super::peers::start(&peers, entry.lock_mode)?
+        let peers = ProjectPeers::new(spec, crate::paths::runtime_dir());
+        let hosts = super::peers::start(&peers, entry.lock_mode)?;
+        let linked = match spec.network {
+            crate::spec::Network::Private => peers.ports(&hosts),
+            _ => Vec::new(),
+        };
+        (hosts, linked)
     };
     let name = super::image::image_repository(spec);
     let shell = entry.command.is_empty();
@@ -54,13 +61,6 @@ pub fn enter(project: &Project, entry: Entry) -> Result<Ended> {
     request.host_cwd = std::env::current_dir()
         .ok()
         .and_then(|d| d.canonicalize().ok());
-    // A private network is the session's own: the peers are linked into it as they are into
-    // each other's, before the program starts.
-    let linked = if spec.network == crate::spec::Network::Private {
-        peers.ports(&hosts)
-    } else {
-        Vec::new()
-    };
     request.hosts = hosts;
     let mut link = |pid: i32| {
         if linked.is_empty() {
