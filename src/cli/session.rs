@@ -35,21 +35,18 @@ pub fn enter(
 
 /// `env fix-owner`.
 pub fn fix_owner(file: Option<&Path>) -> Result<(), Failure> {
-    let given = ops::session::fix_owner(&project(file)?)?;
-    for (folder, changed) in &given.mounts {
-        if *changed > 0 {
+    let mut total = 0;
+    let user = ops::session::fix_owner(&project(file)?, &mut |user, folder, changed| {
+        if changed > 0 {
             eprintln!(
-                "gave {changed} file(s) in {} back to {}",
-                folder.display(),
-                given.user
+                "gave {changed} file(s) in {} back to {user}",
+                folder.display()
             );
         }
-    }
-    if given.mounts.iter().all(|(_, changed)| *changed == 0) {
-        eprintln!(
-            "every file in the env's mounts already belongs to {}",
-            given.user
-        );
+        total += changed;
+    })?;
+    if total == 0 {
+        eprintln!("every file in the env's mounts already belongs to {user}");
     }
     Ok(())
 }

@@ -22,11 +22,23 @@ pub fn ensure_image(spec: &Spec, lock_file: &Path, mode: LockMode, store: &Store
     if let Some(image) = shortcut::lookup(store, spec, lock_file) {
         return Ok(image);
     }
-    let lock = super::lock::current_lock_at(spec, lock_file, mode)?;
-    let context = ImageContext::new(spec)?;
-    let image = build_and_record(lock_file, &context.inputs(spec, &lock), store)?;
+    let image = build_from_lock(spec, lock_file, mode, store)?;
     shortcut::remember(store, spec, lock_file, &image);
     Ok(image)
+}
+
+/// The image of `spec` from its current lock, built where the store lacks layers, without the
+/// shortcut: a shortcut is kept per env file, and an inline peer shares its env file with the
+/// project, so a peer's image must never be found (or recorded) through it.
+pub fn build_from_lock(
+    spec: &Spec,
+    lock_file: &Path,
+    mode: LockMode,
+    store: &Store,
+) -> Result<Image> {
+    let lock = super::lock::current_lock_at(spec, lock_file, mode)?;
+    let context = ImageContext::new(spec)?;
+    build_and_record(lock_file, &context.inputs(spec, &lock), store)
 }
 
 /// `env build`: the project's image, built as needed.

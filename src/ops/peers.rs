@@ -27,7 +27,7 @@ fn peer_lock_path(peer: &Peer) -> PathBuf {
 pub fn start(peers: &ProjectPeers<'_>, mode: LockMode) -> Result<Vec<Host>> {
     let store = Store::default_location();
     let mut image_for = |peer: &Peer| -> Result<String> {
-        let image = super::image::ensure_image(&peer.spec, &peer_lock_path(peer), mode, &store)?;
+        let image = super::image::build_from_lock(&peer.spec, &peer_lock_path(peer), mode, &store)?;
         Ok(image.name)
     };
     peers::up::up(peers, &mut image_for, &say)

@@ -2,7 +2,7 @@
 //! one session; `env fix-owner`.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::Path;
 
 use super::{Error, LockMode, Project, Result};
 use crate::build::store::Store;
@@ -85,17 +85,15 @@ pub fn enter(project: &Project, entry: Entry) -> Result<Ended> {
     })
 }
 
-/// What `env fix-owner` gave back: each writable mount's host folder with how many files.
-pub struct GivenBack {
-    pub user: String,
-    pub mounts: Vec<(PathBuf, usize)>,
-}
-
-/// `env fix-owner`: gives the invoking user back what root created in the env's mounts.
-pub fn fix_owner(project: &Project) -> Result<GivenBack> {
+/// `env fix-owner`: gives the invoking user back what root created in the env's writable
+/// mounts, telling `given_back` the user's name, each mount's host folder and how many files
+/// as it goes. Returns the user's name.
+pub fn fix_owner(
+    project: &Project,
+    given_back: &mut dyn FnMut(&str, &Path, usize),
+) -> Result<String> {
     let entered = crate::kernel::userns::enter()?;
     let invoker = &entered.invoker;
-    let mut mounts = Vec::new();
     for mount in project.spec().mounts.iter().filter(|m| !m.readonly) {
         let changed = crate::run::ownership::give_back(&mount.host_path, invoker.uid, invoker.gid)
             .map_err(|e| {
@@ -104,10 +102,7 @@ pub fn fix_owner(project: &Project) -> Result<GivenBack> {
                     e,
                 )
             })?;
-        mounts.push((mount.host_path.clone(), changed));
+        given_back(&invoker.name, &mount.host_path, changed);
     }
-    Ok(GivenBack {
-        user: invoker.name.clone(),
-        mounts,
-    })
+    Ok(invoker.name.clone())
 }

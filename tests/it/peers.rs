@@ -691,3 +691,54 @@ peer "mute" {
     let after = project.env_ok(&["ps", "--json"]);
     assert!(!after.stdout.contains("\"session\""), "{}", after.stdout);
 }
+
+/// An inline peer shares its env file with the project, and here its lock's bytes too: the
+/// project's `env run` after `env up` still gets its own image (with its setup step), never
+/// the peer's, and the peer runs its own (without it).
+#[test]
+fn an_inline_peer_never_takes_the_projects_image() {
+    if !can_enter("an inline peer beside its project") {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let command = root_command(state.path());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("env.kdl"),
+        r#"name "twin"
+base "debian:bookworm"
+packages "python3"
+setup "echo project > /etc/whose-image"
+peer "side" {
+    base "debian:bookworm"
+    packages "python3"
+    service "sh -c 'cat /etc/whose-image > /data/seen 2>&1; exec sleep 1000'"
+    volume "data" at="/data"
+}
+"#,
+    )
+    .unwrap();
+    let lock = &shared_image().lock;
+    for name in ["env.lock", "env.side.lock"] {
+        std::fs::write(dir.path().join(name), lock).unwrap();
+    }
+    let project = Project {
+        dir: dir.path().to_path_buf(),
+        command: &command,
+        runtime: root_runtime(),
+    };
+    project.env_ok(&["up"]);
+    let inside = project.env_ok(&["run", "--", "cat", "/etc/whose-image"]);
+    assert_eq!(inside.stdout, "project\n", "{}", inside.transcript());
+    let seen: Vec<String> = walkdir::WalkDir::new(state.path())
+        .into_iter()
+        .map(|e| e.unwrap().into_path())
+        .filter(|p| p.ends_with("side.data/seen"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].contains("No such file"),
+        "the peer ran the project's image: {seen:?}"
+    );
+}
