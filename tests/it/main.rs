@@ -9,6 +9,8 @@
 //! - `lock`: `env lock` on signed fixture repositories, and once on the real mirror.
 //! - `envs`: every example in `envs/` passes `env check`.
 //! - `docs`: the generated command reference and the book's links.
+//! - `layout`: the source tree keeps the architecture chapter's shape (no import cycles, leaves
+//!   that import nothing, a CLI without kernel calls, one owner per folder name).
 //! - `gc`: `env gc` on an empty store, and after a rebuild (root, network tier).
 //! - `export`: `env export` checked with skopeo and umoci (root, network tier).
 //! - `run`: `env run` and `env shell` as root: exit codes, signals, stdin, isolation, volumes,
@@ -35,6 +37,7 @@ mod export;
 mod gc;
 mod init;
 mod inspect;
+mod layout;
 mod lock;
 mod passthrough;
 mod peers;
