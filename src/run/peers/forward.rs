@@ -3,11 +3,9 @@
 //! joined another (`setns` changes only the calling thread's network namespace). Nothing needs
 //! privileges beyond envkit's own user namespace, which owns the peers' network namespaces.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::kernel::ns::{self, Namespace};
 
@@ -34,7 +32,8 @@ pub fn listen_in(namespace: &Arc<OwnedFd>, address: SocketAddr) -> std::io::Resu
 }
 
 /// Serves `listener` on a thread of its own: each connection is joined to a new connection to
-/// `target`, made from inside `connect_from` (or from this process's namespace).
+/// `target`, made from inside `connect_from` (or from this process's namespace). One thread
+/// serves every connection of the listener (see [`super::relay`]).
 pub fn serve(listener: TcpListener, target: SocketAddr, connect_from: Option<Arc<OwnedFd>>) {
     std::thread::spawn(move || {
         if let Some(namespace) = &connect_from
@@ -42,25 +41,7 @@ pub fn serve(listener: TcpListener, target: SocketAddr, connect_from: Option<Arc
         {
             return;
         }
-        for incoming in listener.incoming() {
-            let client = match incoming {
-                Ok(client) => client,
-                // Out of descriptors or memory: the connection waits in the queue; pause
-                // rather than spin on it.
-                Err(error) if error.kind() != std::io::ErrorKind::Interrupted => {
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-                Err(_) => continue,
-            };
-            // Connecting is quick on loopback; a refused one just closes the client.
-            let Ok(server) = TcpStream::connect(target) else {
-                continue;
-            };
-            let _ = client.set_nodelay(true);
-            let _ = server.set_nodelay(true);
-            splice(client, server);
-        }
+        let _ = super::relay::relay(listener, target);
     });
 }
 
@@ -82,54 +63,11 @@ pub fn link_peers_into(inside: &Arc<OwnedFd>, peers: &[(String, Vec<u16>)]) {
     }
 }
 
-/// Copies both ways until each side has finished sending. When a copying thread cannot be
-/// made, the connection is closed and the listener carries on.
-fn splice(client: TcpStream, server: TcpStream) {
-    let (Ok(client_reader), Ok(server_reader)) = (client.try_clone(), server.try_clone()) else {
-        return;
-    };
-    let spawn = |from: TcpStream, to: TcpStream| {
-        std::thread::Builder::new()
-            .name("envkit-forward".into())
-            .stack_size(64 * 1024)
-            .spawn(move || pump(from, to))
-    };
-    let Ok(handle) = client.try_clone() else {
-        return;
-    };
-    if spawn(client_reader, server).is_err() || spawn(server_reader, client).is_err() {
-        // Shutting the client down ends the other copy, if it started.
-        let _ = handle.shutdown(Shutdown::Both);
-    }
-}
-
-fn pump(mut from: TcpStream, mut to: TcpStream) {
-    let mut buffer = vec![0u8; 16 * 1024];
-    loop {
-        match from.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => {
-                if to.write_all(&buffer[..n]).is_err() {
-                    // The receiving side is gone: end both directions.
-                    let _ = from.shutdown(Shutdown::Both);
-                    let _ = to.shutdown(Shutdown::Both);
-                    return;
-                }
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                let _ = from.shutdown(Shutdown::Both);
-                let _ = to.shutdown(Shutdown::Both);
-                return;
-            }
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
 
     #[test]
     fn connections_are_forwarded_both_ways() {

@@ -17,7 +17,7 @@
 //! addresses; [`up`] starts what is not running (through [`supervisor`], detached) and waits
 //! for [`ready`]; [`stop`] ends them, dependents first; [`listing`] is what `env ps` shows. The
 //! pieces they share: [`files`] (folders and lock files), [`state`], [`address`], [`log`],
-//! [`forward`]. Building a peer's image is not theirs: `up` asks its caller for it.
+//! [`forward`] (with [`relay`], one event loop per link). Building a peer's image is not theirs: `up` asks its caller for it.
 
 pub mod address;
 pub mod files;
@@ -26,6 +26,7 @@ pub mod listing;
 pub mod log;
 mod project;
 pub mod ready;
+mod relay;
 pub mod state;
 pub mod stop;
 pub mod supervisor;
