@@ -14,6 +14,7 @@
 //!   inside, a detached command).
 //! - [`pty`]: pseudo-terminals, a terminal's settings and its window size.
 //! - [`process`]: a process's start time, so a recorded pid is not taken for a later one.
+//! - [`sockdiag`]: who owns the other end of a loopback TCP connection.
 //!
 //! This folder imports nothing of the crate but itself, so it can be read, tested and
 //! reviewed on its own: whatever a kernel call needs is passed in as a value.
@@ -22,4 +23,5 @@ pub mod ns;
 pub mod process;
 pub mod pty;
 pub mod sandbox;
+pub mod sockdiag;
 pub mod userns;

@@ -235,7 +235,7 @@ mod tests {
         // The project was built twice: its root names the second image and needs a and b.
         f.project("p", "app:000000000002", &[&a, &b]);
         // Leftovers of a killed builder, a log without a layer, a dead writer's temporary.
-        std::fs::create_dir_all(f.store.tmp_dir().join("dead.4242/tree/usr")).unwrap();
+        std::fs::create_dir_all(f.store.tmp_dir().join("dead.999999999/tree/usr")).unwrap();
         std::fs::write(f.store.log_path("dead"), b"failed").unwrap();
         std::fs::write(
             f.store

@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
+pub use super::relay::Admit;
 use crate::kernel::ns::{self, Namespace};
 
 /// A network namespace, by a handle on `/proc/PID/ns/net`.
@@ -34,14 +35,19 @@ pub fn listen_in(namespace: &Arc<OwnedFd>, address: SocketAddr) -> std::io::Resu
 /// Serves `listener` on a thread of its own: each connection is joined to a new connection to
 /// `target`, made from inside `connect_from` (or from this process's namespace). One thread
 /// serves every connection of the listener (see [`super::relay`]).
-pub fn serve(listener: TcpListener, target: SocketAddr, connect_from: Option<Arc<OwnedFd>>) {
+pub fn serve(
+    listener: TcpListener,
+    target: SocketAddr,
+    connect_from: Option<Arc<OwnedFd>>,
+    admit: Admit,
+) {
     std::thread::spawn(move || {
         if let Some(namespace) = &connect_from
             && ns::join(namespace.as_fd(), Namespace::Network).is_err()
         {
             return;
         }
-        let _ = super::relay::relay(listener, target);
+        let _ = super::relay::relay(listener, target, admit);
     });
 }
 
@@ -57,7 +63,7 @@ pub fn link_peers_into(inside: &Arc<OwnedFd>, peers: &[(String, Vec<u16>)]) {
         for port in ports {
             let at = SocketAddr::new(ip, *port);
             if let Ok(listener) = listen_in(inside, at) {
-                serve(listener, at, None);
+                serve(listener, at, None, Admit::Anyone);
             }
         }
     }
@@ -83,7 +89,7 @@ mod tests {
         });
         let front = TcpListener::bind("127.0.0.1:0").unwrap();
         let front_address = front.local_addr().unwrap();
-        serve(front, target, None);
+        serve(front, target, None, Admit::Anyone);
         for _ in 0..3 {
             let mut client = TcpStream::connect(front_address).unwrap();
             client.write_all(b"hello").unwrap();

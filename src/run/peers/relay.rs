@@ -16,6 +16,8 @@ use std::time::Duration;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+use crate::kernel::sockdiag::SocketDiag;
+
 /// Bytes in flight per direction of a connection.
 const BUFFER: usize = 16 * 1024;
 /// How long accepting pauses when the process is out of descriptors: the connection waits in
@@ -23,10 +25,48 @@ const BUFFER: usize = 16 * 1024;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 const LISTENER: Token = Token(0);
 
+/// Who may connect through a link.
+#[derive(Debug)]
+pub enum Admit {
+    /// Anyone who can reach the listener: links inside the project's own namespaces.
+    Anyone,
+    /// Only this uid and root, as this process's user namespace sees them (the kernel says who
+    /// owns the connecting socket): a peer's port on the host's loopback, which every local
+    /// user can reach. `diag` must have been opened in the listener's network namespace;
+    /// without it nobody is admitted.
+    Owner { uid: u32, diag: Option<SocketDiag> },
+}
+
+impl Admit {
+    /// Only `uid` and root, asked about in the calling thread's network namespace.
+    pub fn owner(uid: u32) -> Admit {
+        Admit::Owner {
+            uid,
+            diag: SocketDiag::open().ok(),
+        }
+    }
+
+    fn admits(&self, client: &TcpStream) -> bool {
+        let Admit::Owner { uid: owner, diag } = self else {
+            return true;
+        };
+        let (Some(diag), Ok(from), Ok(to)) = (diag, client.peer_addr(), client.local_addr()) else {
+            return false;
+        };
+        // A connection whose owner cannot be told is refused.
+        diag.tcp_owner(from, to)
+            .is_ok_and(|uid| uid == *owner || uid == 0)
+    }
+}
+
 /// Accepts on `listener` and forwards every connection to `target` until the listener fails
 /// for good; runs on the calling thread, whose network namespace the outgoing connections are
 /// made in.
-pub fn relay(listener: std::net::TcpListener, target: SocketAddr) -> std::io::Result<()> {
+pub fn relay(
+    listener: std::net::TcpListener,
+    target: SocketAddr,
+    admit: Admit,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let mut listener = TcpListener::from_std(listener);
     let mut poll = Poll::new()?;
@@ -45,7 +85,7 @@ pub fn relay(listener: std::net::TcpListener, target: SocketAddr) -> std::io::Re
             return Err(error);
         }
         if accept_paused || events.iter().any(|event| event.token() == LISTENER) {
-            accept_paused = accept_all(&listener, target, &poll, &mut links, &mut next_id);
+            accept_paused = accept_all(&listener, target, &admit, &poll, &mut links, &mut next_id);
         }
         for event in events.iter() {
             if event.token() == LISTENER {
@@ -68,6 +108,7 @@ pub fn relay(listener: std::net::TcpListener, target: SocketAddr) -> std::io::Re
 fn accept_all(
     listener: &TcpListener,
     target: SocketAddr,
+    admit: &Admit,
     poll: &Poll,
     links: &mut HashMap<usize, Link>,
     next_id: &mut usize,
@@ -80,6 +121,10 @@ fn accept_all(
             // Out of descriptors or memory: leave the rest queued and try again shortly.
             Err(_) => return true,
         };
+        if !admit.admits(&client) {
+            // Closed at once: the other user's program sees the connection end.
+            continue;
+        }
         // On loopback a connection is made at once; one that fails closes the client.
         let Ok(server) = TcpStream::connect(target) else {
             continue;
@@ -264,7 +309,7 @@ mod tests {
         });
         let front = TcpListener::bind("127.0.0.1:0").unwrap();
         let front_address = front.local_addr().unwrap();
-        std::thread::spawn(move || super::relay(front, target));
+        std::thread::spawn(move || super::relay(front, target, super::Admit::Anyone));
 
         let before = threads();
         let mut clients = Vec::new();
@@ -302,7 +347,7 @@ mod tests {
         });
         let front = TcpListener::bind("127.0.0.1:0").unwrap();
         let front_address = front.local_addr().unwrap();
-        std::thread::spawn(move || super::relay(front, target));
+        std::thread::spawn(move || super::relay(front, target, super::Admit::Anyone));
         let mut client = TcpStream::connect(front_address).unwrap();
         client.shutdown(Shutdown::Write).unwrap();
         let mut received = Vec::new();
@@ -322,7 +367,7 @@ mod tests {
         drop(unused);
         let front = TcpListener::bind("127.0.0.1:0").unwrap();
         let front_address = front.local_addr().unwrap();
-        std::thread::spawn(move || super::relay(front, target));
+        std::thread::spawn(move || super::relay(front, target, super::Admit::Anyone));
         let mut client = TcpStream::connect(front_address).unwrap();
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -335,5 +380,45 @@ mod tests {
             "the client was left hanging"
         );
         assert!(received.is_empty());
+    }
+
+    /// Needs root, to connect as another user.
+    #[test]
+    fn only_the_owner_and_root_get_through() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: connecting as another user needs root");
+            return;
+        }
+        let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = backend.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in backend.incoming() {
+                let _ = stream.unwrap().write_all(b"welcome\n");
+            }
+        });
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = front.local_addr().unwrap().port();
+        std::thread::spawn(move || super::relay(front, target, super::Admit::owner(65532)));
+        let read_as = |uid: u32| {
+            let output = std::process::Command::new("setpriv")
+                .args([
+                    format!("--reuid={uid}"),
+                    format!("--regid={uid}"),
+                    "--clear-groups".into(),
+                    "/usr/bin/python3".into(),
+                    "-c".into(),
+                    format!(
+                        "import socket; s = socket.create_connection(('127.0.0.1', {port}), timeout=10)\n\
+                         try: print(s.recv(100).decode().strip() or 'closed')\n\
+                         except OSError as e: print('closed')"
+                    ),
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&output.stdout).trim().to_string()
+        };
+        assert_eq!(read_as(65532), "welcome", "the owner");
+        assert_eq!(read_as(0), "welcome", "root");
+        assert_eq!(read_as(65533), "closed", "another user");
     }
 }

@@ -151,6 +151,7 @@ pub fn supervise(run: &Supervised<'_>) -> Result<(), PeerError> {
     let copier = std::thread::spawn(move || {
         super::log::copy_to_log(std::fs::File::from(output_reader), &log)
     });
+    let owner = run.invoker.uid;
     let ready = peer.spec.ready.clone();
     let ready_state = Arc::clone(&state);
     let ready_dir = dir.clone();
@@ -160,7 +161,15 @@ pub fn supervise(run: &Supervised<'_>) -> Result<(), PeerError> {
         };
         for (port, listener) in listeners.drain(..) {
             let target = SocketAddr::from(([127, 0, 0, 1], port));
-            forward::serve(listener, target, Some(Arc::clone(&inside)));
+            // On the host's loopback every local user reaches the port: only the project's
+            // owner (and root) get through. The check is opened here, in the host's network
+            // namespace, where those connections are; the serving thread joins the peer's.
+            forward::serve(
+                listener,
+                target,
+                Some(Arc::clone(&inside)),
+                forward::Admit::owner(owner),
+            );
         }
         forward::link_peers_into(&inside, &others);
         let probe_state = Arc::clone(&ready_state);
