@@ -226,6 +226,30 @@ fn root_command(state: &Path) -> impl Fn(&Path, &[&str]) -> Command + use<> {
     }
 }
 
+/// Connects to PostgreSQL at `address`:5432 as `uid` and sends an SSL request: `answered` when
+/// the server replied, `closed` when the connection was ended first.
+fn postgres_answer_as(uid: u32, address: &str) -> String {
+    let script = format!(
+        "import socket\n\
+         s = socket.create_connection(('{address}', 5432), timeout=10)\n\
+         try:\n    s.sendall(bytes.fromhex('0000000804d2162f'))\n    \
+         print('answered' if s.recv(1) else 'closed')\n\
+         except OSError:\n    print('closed')\n"
+    );
+    let output = Command::new("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".into(),
+            "/usr/bin/python3".into(),
+            "-c".into(),
+            script,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
 /// The app writes rows into PostgreSQL through `db`; they survive `env down` and `env up` and
 /// a SIGKILL; `env ps` tells the truth after each kill; `--volumes --yes` takes them away.
 fn postgres_scenario(project: &Project<'_>) {
@@ -260,6 +284,14 @@ fn postgres_scenario(project: &Project<'_>) {
     assert_eq!(db["state"], "running", "{db}");
     assert_eq!(db["ports"], serde_json::json!([5432]), "{db}");
     assert_eq!(db["restarts"], 0, "{db}");
+
+    // The host side of the port: another local user's connection is closed at once, while
+    // the owner's (the project folder's) reaches PostgreSQL, which answers an SSL request
+    // with one byte.
+    let address = db["address"].as_str().unwrap();
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&project.dir).unwrap());
+    assert_eq!(postgres_answer_as(owner, address), "answered", "the owner");
+    assert_eq!(postgres_answer_as(65533, address), "closed", "another user");
     let address = db["address"].as_str().unwrap().to_string();
     let parsed: std::net::Ipv4Addr = address.parse().unwrap();
     assert!(parsed.is_loopback(), "{address}");
