@@ -443,9 +443,8 @@ fn compress_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::image::testing::{image_of, publish_layer};
     use crate::build::layer_kind::LayerKind;
-    use crate::build::layer_tar::layer_digest;
-    use crate::build::store::LayerRecord;
     use std::io::Read;
 
     /// The config and manifest bytes are part of every image id: they must not drift.
@@ -474,45 +473,23 @@ mod tests {
         );
     }
 
-    /// A store with a base layer and an overlay layer holding a whiteout, and their image.
+    /// A store with a base layer and a packages layer, and their image.
     fn fixture() -> (tempfile::TempDir, Store, Image) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(&dir.path().join("store"));
-        let mut layers = Vec::new();
-        let layers_to_build = [
+        let layers = [
             ("base", LayerKind::Base, "k1"),
             ("packages", LayerKind::Packages(1), "k2"),
-        ];
-        for (name, kind, key) in layers_to_build {
-            let build = store.begin(key).unwrap().unwrap();
-            let tree = build.tree();
-            std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
-            std::fs::write(tree.join(format!("usr/bin/{name}")), name.repeat(1000)).unwrap();
-            let options = TarOptions::for_layer(&kind, 1_700_000_000);
-            let digest = layer_digest(&tree, &options).unwrap();
-            build
-                .publish(&LayerRecord {
-                    key: key.into(),
-                    diff_id: digest.diff_id.clone(),
-                    size: digest.size,
-                    kind,
-                    parent: None,
-                })
-                .unwrap();
-            layers.push(ImageLayer {
-                name: name.into(),
-                key: key.into(),
-                diff_id: digest.diff_id,
-                size: digest.size,
-            });
-        }
-        let image = Image {
-            name: "app:0123456789ab".into(),
-            id: image_id("amd64", &layers),
-            architecture: "amd64".into(),
-            layers,
-        };
-        (dir, store, image)
+        ]
+        .into_iter()
+        .map(|(name, kind, key)| {
+            publish_layer(&store, kind, name, key, 1_700_000_000, false, |tree| {
+                std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
+                std::fs::write(tree.join(format!("usr/bin/{name}")), name.repeat(1000)).unwrap();
+            })
+        })
+        .collect();
+        (dir, store, image_of(layers))
     }
 
     fn members(archive: &[u8]) -> Vec<(String, Vec<u8>)> {

@@ -348,3 +348,58 @@ pub fn list_images(store: &Store) -> Result<Vec<Image>, StoreError> {
     images.sort_by(|a: &Image, b: &Image| a.name.cmp(&b.name));
     Ok(images)
 }
+
+/// Images made by hand for the tests of what reads them (verify, export).
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::Path;
+
+    use super::{Image, ImageLayer, image_id};
+    use crate::build::layer_kind::LayerKind;
+    use crate::build::layer_tar::{TarOptions, layer_digest};
+    use crate::build::store::{LayerRecord, Store};
+
+    /// Builds and publishes the layer `key` whose tree `fill` makes, with its member list when
+    /// `with_members`; returns it as an image names it.
+    pub fn publish_layer(
+        store: &Store,
+        kind: LayerKind,
+        name: &str,
+        key: &str,
+        clamp: u64,
+        with_members: bool,
+        fill: impl FnOnce(&Path),
+    ) -> ImageLayer {
+        let build = store.begin(key).unwrap().unwrap();
+        fill(&build.tree());
+        let digest = layer_digest(&build.tree(), &TarOptions::for_layer(&kind, clamp)).unwrap();
+        if with_members {
+            crate::build::members::write(&build.members_path(), &digest.members).unwrap();
+        }
+        build
+            .publish(&LayerRecord {
+                key: key.into(),
+                diff_id: digest.diff_id.clone(),
+                size: digest.size,
+                kind,
+                parent: None,
+            })
+            .unwrap();
+        ImageLayer {
+            name: name.into(),
+            key: key.into(),
+            diff_id: digest.diff_id,
+            size: digest.size,
+        }
+    }
+
+    /// The image `app:0123456789ab` of these layers.
+    pub fn image_of(layers: Vec<ImageLayer>) -> Image {
+        Image {
+            name: "app:0123456789ab".into(),
+            id: image_id("amd64", &layers),
+            architecture: "amd64".into(),
+            layers,
+        }
+    }
+}

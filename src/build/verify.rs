@@ -103,9 +103,8 @@ fn check_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::image::image_id;
+    use crate::build::image::testing::{image_of, publish_layer};
     use crate::build::layer_kind::LayerKind;
-    use crate::build::store::LayerRecord;
     use rustix::fs::XattrFlags;
 
     fn lock() -> Lock {
@@ -117,41 +116,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
         let clamp = source_date_epoch(&lock());
-        let mut layers = Vec::new();
-        for (kind, key) in [(LayerKind::Base, "k1"), (LayerKind::Packages(1), "k2")] {
-            let build = store.begin(key).unwrap().unwrap();
-            let bin = build.tree().join("usr/bin");
-            std::fs::create_dir_all(&bin).unwrap();
-            for file in ["jq", "tree", "less"] {
-                std::fs::write(bin.join(format!("{file}-{key}")), file).unwrap();
-            }
-            let digest = layer_digest(&build.tree(), &TarOptions::for_layer(&kind, clamp)).unwrap();
-            if with_members {
-                members::write(&build.members_path(), &digest.members).unwrap();
-            }
-            layers.push(ImageLayer {
-                name: kind.name(),
-                key: key.into(),
-                diff_id: digest.diff_id.clone(),
-                size: digest.size,
-            });
-            build
-                .publish(&LayerRecord {
-                    key: key.into(),
-                    diff_id: digest.diff_id,
-                    size: digest.size,
-                    kind,
-                    parent: None,
+        let layers = [(LayerKind::Base, "k1"), (LayerKind::Packages(1), "k2")]
+            .into_iter()
+            .map(|(kind, key)| {
+                let name = kind.name();
+                publish_layer(&store, kind, &name, key, clamp, with_members, |tree| {
+                    let bin = tree.join("usr/bin");
+                    std::fs::create_dir_all(&bin).unwrap();
+                    for file in ["jq", "tree", "less"] {
+                        std::fs::write(bin.join(format!("{file}-{key}")), file).unwrap();
+                    }
                 })
-                .unwrap();
-        }
-        let image = Image {
-            name: "app:0123456789ab".into(),
-            id: image_id("amd64", &layers),
-            architecture: "amd64".into(),
-            layers,
-        };
-        (dir, store, image)
+            })
+            .collect();
+        (dir, store, image_of(layers))
     }
 
     fn checks(store: &Store, image: &Image) -> Vec<LayerCheck> {

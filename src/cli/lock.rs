@@ -6,6 +6,7 @@ use clap::Parser;
 
 use super::{Failure, project};
 use crate::ops::lock::{LockOutcome, LockRequest, lock};
+use crate::solve::lockfile::Layer;
 use crate::spec::display_name;
 
 #[derive(Debug, Parser)]
@@ -49,7 +50,8 @@ pub fn run(args: &LockArgs, file: Option<&Path>) -> Result<(), Failure> {
             for line in changes {
                 eprintln!("  {line}");
             }
-            let (base, own) = LockOutcome::layer_counts(&lock);
+            let base = lock.layer(Layer::Base).count();
+            let own = lock.layer(Layer::Packages).count();
             let date = lock.indexes.first().map_or("", |i| i.date.as_str());
             let verb = if written { "locked" } else { "unchanged:" };
             eprintln!(

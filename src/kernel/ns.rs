@@ -46,12 +46,6 @@ pub fn namespace_of(pid: i32, kind: Namespace) -> std::io::Result<OwnedFd> {
     Ok(OwnedFd::from(file))
 }
 
-/// The calling thread's own namespace of this kind.
-pub fn current_namespace(kind: Namespace) -> std::io::Result<OwnedFd> {
-    let file = std::fs::File::open(format!("/proc/thread-self/ns/{}", kind.proc_name()))?;
-    Ok(OwnedFd::from(file))
-}
-
 /// Moves the calling thread into `namespace`.
 pub fn join(namespace: BorrowedFd<'_>, kind: Namespace) -> std::io::Result<()> {
     nix::sched::setns(namespace, kind.flag()).map_err(std::io::Error::from)

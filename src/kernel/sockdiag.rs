@@ -45,11 +45,6 @@ impl SocketDiag {
     }
 }
 
-/// [`SocketDiag::tcp_owner`] through a handle opened for the one question.
-pub fn tcp_owner(from: SocketAddr, to: SocketAddr) -> std::io::Result<u32> {
-    SocketDiag::open()?.tcp_owner(from, to)
-}
-
 /// The request for the one socket with these addresses.
 fn request(from: SocketAddrV4, to: SocketAddrV4) -> [u8; HEADER + REQUEST] {
     let mut message = [0u8; HEADER + REQUEST];
@@ -160,6 +155,10 @@ fn receive(socket: &OwnedFd, buffer: &mut [u8]) -> std::io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tcp_owner(from: SocketAddr, to: SocketAddr) -> std::io::Result<u32> {
+        SocketDiag::open()?.tcp_owner(from, to)
+    }
 
     #[test]
     fn the_owner_of_a_loopback_connection_is_this_process() {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{Error, Project, Result, say};
 use crate::solve::locker::{Update, changes};
-use crate::solve::lockfile::{Layer, Lock};
+use crate::solve::lockfile::Lock;
 use crate::solve::repository::Freshness;
 use crate::solve::stage::{check, read_lock, solve, write_lock};
 use crate::spec::{Spec, display_name};
@@ -45,16 +45,6 @@ pub enum LockOutcome {
         /// What changed against the previous lock, one line each (none for a first lock).
         changes: Vec<String>,
     },
-}
-
-impl LockOutcome {
-    /// `(base, packages)`: how many packages each layer of a resolved lock holds.
-    pub fn layer_counts(lock: &Lock) -> (usize, usize) {
-        (
-            lock.layer(Layer::Base).count(),
-            lock.layer(Layer::Packages).count(),
-        )
-    }
 }
 
 fn stale(message: String, reasons: Vec<String>) -> Error {

@@ -36,7 +36,7 @@ pub fn start(peers: &ProjectPeers<'_>, mode: LockMode) -> Result<Vec<Host>> {
 /// `env up`. Returns how many peers the project has.
 pub fn up(project: &Project, mode: LockMode) -> Result<usize> {
     crate::kernel::userns::enter()?;
-    let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
+    let peers = project.peers();
     let count = peers.in_order().len();
     if count > 0 {
         start(&peers, mode)?;
@@ -46,21 +46,21 @@ pub fn up(project: &Project, mode: LockMode) -> Result<usize> {
 
 /// The volumes `env down --volumes` would delete, to confirm first.
 pub fn volumes_to_delete(project: &Project) -> Vec<String> {
-    let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
+    let peers = project.peers();
     peers::stop::volume_names(&peers)
 }
 
 /// `env down [--volumes]`.
 pub fn down(project: &Project, delete_volumes: bool) -> Result<()> {
     crate::kernel::userns::enter()?;
-    let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
+    let peers = project.peers();
     peers::stop::down(&peers, delete_volumes, &say)?;
     Ok(())
 }
 
 /// `env ps`: the project's peers and open sessions.
 pub fn ps(project: &Project) -> Vec<listing::Entry> {
-    let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
+    let peers = project.peers();
     listing::entries(&peers)
 }
 
@@ -87,7 +87,7 @@ impl Logs {
 
 /// The logs of `peer`, or of every peer.
 pub fn logs(project: &Project, peer: Option<&str>) -> Result<Logs> {
-    let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
+    let peers = project.peers();
     let order = peers.in_order();
     if let Some(name) = peer
         && !order.iter().any(|p| p.name == name)
@@ -110,7 +110,7 @@ pub fn logs(project: &Project, peer: Option<&str>) -> Result<Logs> {
 /// `env __supervise PEER IMAGE RESTARTS`: runs one peer until it ends.
 pub fn supervise(project: &Project, name: &str, image: &str, restarts: u32) -> Result<()> {
     let entered = crate::kernel::userns::enter()?;
-    let peers = ProjectPeers::new(project.spec(), crate::paths::runtime_dir());
+    let peers = project.peers();
     let peer = peers
         .find(name)
         .ok_or_else(|| peers::PeerError::NotInEnvFile(name.to_string()))?;

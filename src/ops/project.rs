@@ -32,6 +32,12 @@ impl Project {
         &self.loaded.warnings
     }
 
+    /// The project's peers, kept in the runtime folder (read it after entering envkit's user
+    /// namespace, whose invoker it depends on).
+    pub fn peers(&self) -> crate::run::peers::ProjectPeers<'_> {
+        crate::run::peers::ProjectPeers::new(self.spec(), crate::paths::runtime_dir())
+    }
+
     /// The lock beside the env file.
     pub fn lock_path(&self) -> PathBuf {
         crate::solve::stage::lock_path(&self.spec().origin.file)

@@ -7,7 +7,6 @@ use std::path::Path;
 use super::{Error, LockMode, Project, Result};
 use crate::build::store::Store;
 use crate::kernel::sandbox::SandboxError;
-use crate::run::peers::ProjectPeers;
 use crate::run::session::{self, SessionRequest};
 
 /// What the user asked the session for.
@@ -39,7 +38,7 @@ pub fn enter(project: &Project, entry: Entry) -> Result<Ended> {
     let (hosts, linked) = if spec.peers.is_empty() {
         (Vec::new(), Vec::new())
     } else {
-        let peers = ProjectPeers::new(spec, crate::paths::runtime_dir());
+        let peers = project.peers();
         let hosts = super::peers::start(&peers, entry.lock_mode)?;
         let linked = match spec.network {
             crate::spec::Network::Private => peers.ports(&hosts),

@@ -226,6 +226,17 @@ fn root_command(state: &Path) -> impl Fn(&Path, &[&str]) -> Command + use<> {
     }
 }
 
+/// A project folder with `env` as its env.kdl and the shared python3 image's lock under each
+/// of `locks` (the project's and its inline peers').
+fn project_on_the_shared_image(env: &str, locks: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("env.kdl"), env).unwrap();
+    for name in locks {
+        std::fs::write(dir.path().join(name), &shared_image().lock).unwrap();
+    }
+    dir
+}
+
 /// Connects to PostgreSQL at `address`:5432 as `uid` and sends an SSL request: `answered` when
 /// the server replied, `closed` when the connection was ended first.
 fn postgres_answer_as(uid: u32, address: &str) -> String {
@@ -584,9 +595,7 @@ fn a_peer_that_never_gets_ready_is_reported_and_sessions_are_listed() {
     }
     let state = tempfile::tempdir().unwrap();
     let command = root_command(state.path());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("env.kdl"),
+    let dir = project_on_the_shared_image(
         r#"name "slow"
 base "debian:bookworm"
 packages "python3"
@@ -599,12 +608,8 @@ peer "mute" {
     ready tcp=9000 timeout=3
 }
 "#,
-    )
-    .unwrap();
-    let lock = &shared_image().lock;
-    for name in ["env.lock", "env.mute.lock"] {
-        std::fs::write(dir.path().join(name), lock).unwrap();
-    }
+        &["env.lock", "env.mute.lock"],
+    );
     let project = Project {
         dir: dir.path().to_path_buf(),
         command: &command,
@@ -734,9 +739,7 @@ fn an_inline_peer_never_takes_the_projects_image() {
     }
     let state = tempfile::tempdir().unwrap();
     let command = root_command(state.path());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("env.kdl"),
+    let dir = project_on_the_shared_image(
         r#"name "twin"
 base "debian:bookworm"
 packages "python3"
@@ -748,12 +751,8 @@ peer "side" {
     volume "data" at="/data"
 }
 "#,
-    )
-    .unwrap();
-    let lock = &shared_image().lock;
-    for name in ["env.lock", "env.side.lock"] {
-        std::fs::write(dir.path().join(name), lock).unwrap();
-    }
+        &["env.lock", "env.side.lock"],
+    );
     let project = Project {
         dir: dir.path().to_path_buf(),
         command: &command,

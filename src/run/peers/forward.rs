@@ -15,11 +15,6 @@ pub fn namespace_of(pid: i32) -> std::io::Result<Arc<OwnedFd>> {
     ns::namespace_of(pid, Namespace::Network).map(Arc::new)
 }
 
-/// This process's current network namespace.
-pub fn own_namespace() -> std::io::Result<Arc<OwnedFd>> {
-    ns::current_namespace(Namespace::Network).map(Arc::new)
-}
-
 /// Binds a listener on `address` inside `namespace` (a short-lived thread joins it to make the
 /// socket, so the caller's namespace is untouched).
 pub fn listen_in(namespace: &Arc<OwnedFd>, address: SocketAddr) -> std::io::Result<TcpListener> {

@@ -32,7 +32,7 @@ pub mod stop;
 pub mod supervisor;
 pub mod up;
 
-pub use project::{Host, ProjectPeers, peers_in_order};
+pub use project::{Host, ProjectPeers};
 pub use state::{PeerState, Status};
 
 #[derive(Debug, thiserror::Error)]

@@ -164,10 +164,6 @@ impl Direction {
         }
     }
 
-    fn done(&self) -> bool {
-        self.passed_on
-    }
-
     /// Moves what it can from `from` to `to`; `Err` means the connection is broken. Returns
     /// whether anything moved.
     fn pump(&mut self, from: &mut TcpStream, to: &mut TcpStream) -> Result<bool, ()> {
@@ -244,10 +240,8 @@ impl Link {
     }
 
     /// Moves what can move; `false` when the link is over (both directions done, or broken).
+    /// A connection to the target that failed shows as an error on its first read or write.
     fn pump(&mut self) -> bool {
-        if let Ok(Some(_)) | Err(_) = self.server.take_error() {
-            return false;
-        }
         loop {
             let up = self.upstream.pump(&mut self.client, &mut self.server);
             let down = self.downstream.pump(&mut self.server, &mut self.client);
@@ -257,7 +251,7 @@ impl Link {
                 _ => {}
             }
         }
-        !(self.upstream.done() && self.downstream.done())
+        !(self.upstream.passed_on && self.downstream.passed_on)
     }
 
     fn close(&mut self, poll: &Poll) {

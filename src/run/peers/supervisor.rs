@@ -78,7 +78,11 @@ pub fn supervise(run: &Supervised<'_>) -> Result<(), PeerError> {
     let name = peer.name.as_str();
     let dir = peers.dir(name);
     let hosts = peers.hosts()?;
-    let address = peers.address(peer)?;
+    // The hosts lines hold every peer's address, this one's too: no second look-up.
+    let address = match hosts.iter().find(|(_, host)| host == name) {
+        Some((address, _)) => address.clone(),
+        None => peers.address(peer)?,
+    };
     let me = std::process::id();
     let state = Arc::new(Mutex::new(PeerState {
         peer: name.to_string(),
