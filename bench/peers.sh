@@ -2,7 +2,8 @@
 # Peers: how long `env up` takes to a ready PostgreSQL (envs/postgres.kdl) with its image
 # already built, and what a query costs through envkit's link (the peer's loopback address on
 # the host, forwarded into its network namespace) against the same query made directly on the
-# loopback inside the peer's namespace (nsenter), with pgbench in one run.
+# loopback inside the peer's namespace (nsenter), with pgbench in one run: latency per query,
+# time per new connection, and the throughput of a large transfer (256 MiB out of COPY).
 # Targets (peers issue): `env up` to ready under 3 s. Needs root, pgbench and psql
 # (apt-get install postgresql-client postgresql-contrib).
 set -euo pipefail
@@ -44,14 +45,28 @@ host=$address; PGCONNECT_TIMEOUT=5 pgbench -h "$host" -U postgres -i -q postgres
 host=$address; link_tps=$(pgbench_tps "" env); link_connect_tps=$(pgbench_tps -C env)
 host=127.0.0.1
 direct_tps=$(pgbench_tps "" nsenter -t "$init" -n); direct_connect_tps=$(pgbench_tps -C nsenter -t "$init" -n)
+copy_mbps() { # the command prefix -> MB/s of 256 MiB copied out of PostgreSQL to here
+    local start end bytes
+    start=$(date +%s%N)
+    bytes=$("$@" psql -h "$host" -U postgres -Atc \
+        "copy (select repeat('x', 1048575) from generate_series(1, 256)) to stdout" postgres | wc -c)
+    end=$(date +%s%N)
+    awk -v b="$bytes" -v ns="$((end - start))" 'BEGIN { printf "%.0f", b / 1e6 / (ns / 1e9) }'
+}
+host=$address; link_mbps=$(copy_mbps env)
+host=127.0.0.1; direct_mbps=$(copy_mbps nsenter -t "$init" -n)
 
 printf '%-58s %8s ms   (target: < 3000)\n' "env up to a ready PostgreSQL, image built (median of 5)" "$up_ms"
 printf '%-58s %8.0f tps\n' "pgbench -S, one connection, through the link ($address)" "$link_tps" \
     "pgbench -S, one connection, on the peer's own loopback" "$direct_tps" \
     "pgbench -S -C (connect per query) through the link" "$link_connect_tps" \
     "pgbench -S -C (connect per query) on the peer's own loopback" "$direct_connect_tps"
+printf '%-58s %8s MB/s\n' "COPY of 256 MiB to psql through the link" "$link_mbps" \
+    "COPY of 256 MiB to psql on the peer's own loopback" "$direct_mbps"
 awk -v l="$link_tps" -v d="$direct_tps" -v lc="$link_connect_tps" -v dc="$direct_connect_tps" 'BEGIN {
     printf "per query: link %.3f ms, direct %.3f ms, overhead %.3f ms (%.0f%%)\n",
         1000 / l, 1000 / d, 1000 / l - 1000 / d, (d / l - 1) * 100
     printf "per connect + query + close: link %.3f ms, direct %.3f ms, overhead %.3f ms (%.0f%%)\n",
         1000 / lc, 1000 / dc, 1000 / lc - 1000 / dc, (dc / lc - 1) * 100 }'
+awk -v l="$link_mbps" -v d="$direct_mbps" 'BEGIN {
+    printf "large transfer: link %.0f MB/s, direct %.0f MB/s (link/direct %.2f)\n", l, d, l / d }'

@@ -15,10 +15,14 @@
 //! - [`pty`]: pseudo-terminals, a terminal's settings and its window size.
 //! - [`process`]: a process's start time, so a recorded pid is not taken for a later one.
 //! - [`sockdiag`]: who owns the other end of a loopback TCP connection.
+//! - [`nftables`]: redirecting connections inside a network namespace with the kernel's NAT.
+//! - [`netlink`]: the socket calls both of them talk to the kernel through.
 //!
 //! This folder imports nothing of the crate but itself, so it can be read, tested and
 //! reviewed on its own: whatever a kernel call needs is passed in as a value.
 
+pub mod netlink;
+pub mod nftables;
 pub mod ns;
 pub mod process;
 pub mod pty;

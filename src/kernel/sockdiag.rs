@@ -7,7 +7,7 @@
 //! id (65534).
 
 use std::net::{SocketAddr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLM_F_REQUEST: u16 = 1;
@@ -28,7 +28,7 @@ pub struct SocketDiag(OwnedFd);
 
 impl SocketDiag {
     pub fn open() -> std::io::Result<SocketDiag> {
-        netlink_socket().map(SocketDiag)
+        super::netlink::socket(nix::libc::NETLINK_SOCK_DIAG).map(SocketDiag)
     }
 
     /// The uid owning the TCP socket whose own address is `from` and whose peer is `to` (for
@@ -38,9 +38,9 @@ impl SocketDiag {
         let (SocketAddr::V4(from), SocketAddr::V4(to)) = (from, to) else {
             return Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
         };
-        send(&self.0, &request(from, to))?;
+        super::netlink::send(&self.0, &request(from, to))?;
         let mut reply = [0u8; 512];
-        let length = receive(&self.0, &mut reply)?;
+        let length = super::netlink::receive(&self.0, &mut reply)?;
         parse_reply(&reply[..length])
     }
 }
@@ -86,70 +86,6 @@ fn parse_reply(reply: &[u8]) -> std::io::Result<u32> {
     Ok(u32::from_ne_bytes(
         field(UID_AT, 4)?.try_into().unwrap_or_default(),
     ))
-}
-
-fn netlink_socket() -> std::io::Result<OwnedFd> {
-    // SAFETY: a plain system call; the descriptor it returns is owned by the result.
-    #[allow(unsafe_code)]
-    let fd = unsafe {
-        nix::libc::socket(
-            nix::libc::AF_NETLINK,
-            nix::libc::SOCK_DGRAM | nix::libc::SOCK_CLOEXEC,
-            nix::libc::NETLINK_SOCK_DIAG,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket() and nothing else owns it.
-    #[allow(unsafe_code)]
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn send(socket: &OwnedFd, message: &[u8]) -> std::io::Result<()> {
-    // The kernel is netlink's address 0.
-    // SAFETY: sockaddr_nl is plain data, zero is a valid value for every field.
-    #[allow(unsafe_code)]
-    let mut kernel: nix::libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = nix::libc::AF_NETLINK as u16;
-    // SAFETY: the buffer and the address outlive the call, their lengths are theirs.
-    #[allow(unsafe_code)]
-    let sent = unsafe {
-        nix::libc::sendto(
-            socket.as_raw_fd(),
-            message.as_ptr().cast(),
-            message.len(),
-            0,
-            std::ptr::from_ref(&kernel).cast(),
-            std::mem::size_of::<nix::libc::sockaddr_nl>() as u32,
-        )
-    };
-    if sent < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn receive(socket: &OwnedFd, buffer: &mut [u8]) -> std::io::Result<usize> {
-    loop {
-        // SAFETY: the buffer outlives the call and its length is its own.
-        #[allow(unsafe_code)]
-        let read = unsafe {
-            nix::libc::recv(
-                socket.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                0,
-            )
-        };
-        if read >= 0 {
-            return Ok(read as usize);
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(error);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -66,7 +66,16 @@ pub fn enter(project: &Project, entry: Entry) -> Result<Ended> {
             return;
         }
         match crate::run::peers::forward::namespace_of(pid) {
-            Ok(inside) => crate::run::peers::forward::link_peers_into(&inside, &linked),
+            Ok(inside) => {
+                if let crate::run::peers::forward::Linked::OnTheirPorts { why } =
+                    crate::run::peers::forward::link_peers_into(&inside, &linked)
+                {
+                    super::say(&format!(
+                        "warning: the kernel cannot redirect connections to the peers ({why}); \
+                         their ports are taken inside this session"
+                    ));
+                }
+            }
             Err(error) => super::say(&format!(
                 "warning: the peers are not reachable in this session: {error}"
             )),

@@ -20,6 +20,9 @@
 //! - `cli`: help, version and completions.
 //! - `peers`: `env up`, `down`, `ps` and `logs` with real PostgreSQL and with two peers on one
 //!   port, as root and as an unprivileged user (root, network tier).
+//! - `peer_network`: two peers whose services both bind the wildcard address on one port,
+//!   reached from every kind of environment through ten up/down cycles, a thousand
+//!   connections at once through one link, nothing left after `env down` (root and rootless).
 
 #![allow(
     clippy::unwrap_used,
@@ -40,6 +43,7 @@ mod inspect;
 mod layout;
 mod lock;
 mod passthrough;
+mod peer_network;
 mod peers;
 mod rootless;
 mod run;

@@ -52,29 +52,34 @@ const FETCH_BOTH: &str = "import urllib.request as r\n\
     for peer in ('one', 'two'):\n    \
     print(r.urlopen(f'http://{peer}:8000/index.html', timeout=10).read().decode().strip())\n";
 
+/// Held by the tests of peers run as the unprivileged test user: each has a runtime dir of
+/// its own, and two of them choosing addresses from the user's one range at the same time
+/// could choose the same.
+pub static ROOTLESS_PEERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// How a scenario runs `env`: as root or as the test user, in a given project folder.
-type EnvCommand<'a> = dyn Fn(&Path, &[&str]) -> Command + 'a;
+pub type EnvCommand<'a> = dyn Fn(&Path, &[&str]) -> Command + 'a;
 
 /// A project whose peers are taken down (with their volumes) when it goes out of scope.
-struct Project<'a> {
-    dir: PathBuf,
-    command: &'a EnvCommand<'a>,
-    runtime: PathBuf,
+pub struct Project<'a> {
+    pub dir: PathBuf,
+    pub command: &'a EnvCommand<'a>,
+    pub runtime: PathBuf,
 }
 
 impl Project<'_> {
-    fn env(&self, args: &[&str]) -> Outcome {
+    pub fn env(&self, args: &[&str]) -> Outcome {
         run(&mut (self.command)(&self.dir, args))
     }
 
-    fn env_ok(&self, args: &[&str]) -> Outcome {
+    pub fn env_ok(&self, args: &[&str]) -> Outcome {
         let outcome = self.env(args);
         assert_eq!(outcome.code, Some(0), "{args:?}\n{}", outcome.transcript());
         outcome
     }
 
     /// `env ps --json`'s entries for peers, by name.
-    fn peers(&self) -> serde_json::Map<String, serde_json::Value> {
+    pub fn peers(&self) -> serde_json::Map<String, serde_json::Value> {
         let listed = self.env_ok(&["ps", "--json"]);
         let entries: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", listed.stdout));
@@ -102,7 +107,7 @@ impl Project<'_> {
     }
 
     /// What the peer's supervisor recorded.
-    fn state_of(&self, peer: &str) -> serde_json::Value {
+    pub fn state_of(&self, peer: &str) -> serde_json::Value {
         let peers = self.runtime.join("peers");
         let project = self.dir.canonicalize().unwrap();
         for entry in std::fs::read_dir(&peers).unwrap() {
@@ -126,7 +131,7 @@ impl Drop for Project<'_> {
 }
 
 /// The processes whose parent is `pid`.
-fn children(pid: u32) -> Vec<u32> {
+pub fn children(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -182,7 +187,7 @@ fn postgres_project() -> tempfile::TempDir {
 
 /// The lock texts of the PostgreSQL scenario (the app's, the peer's), made by root once; the
 /// peer's image is built into the shared store, so its `.deb`s are in the shared cache.
-fn postgres_locks() -> &'static (String, String) {
+pub fn postgres_locks() -> &'static (String, String) {
     static LOCKS: OnceLock<(String, String)> = OnceLock::new();
     LOCKS.get_or_init(|| {
         let project = postgres_project();
@@ -198,7 +203,7 @@ fn postgres_locks() -> &'static (String, String) {
 }
 
 /// The runtime dir every root peer test shares, as one user's projects do.
-fn root_runtime() -> PathBuf {
+pub fn root_runtime() -> PathBuf {
     static RUNTIME: OnceLock<tempfile::TempDir> = OnceLock::new();
     RUNTIME
         .get_or_init(|| tempfile::tempdir().unwrap())
@@ -207,7 +212,7 @@ fn root_runtime() -> PathBuf {
 }
 
 /// Root's `env`: the shared cache and store, data under `state`, the shared runtime dir.
-fn root_command(state: &Path) -> impl Fn(&Path, &[&str]) -> Command + use<> {
+pub fn root_command(state: &Path) -> impl Fn(&Path, &[&str]) -> Command + use<> {
     let data = state.join("data");
     move |dir: &Path, args: &[&str]| {
         let mut command = Command::new(env_binary());
@@ -239,7 +244,7 @@ fn project_on_the_shared_image(env: &str, locks: &[&str]) -> tempfile::TempDir {
 
 /// Connects to PostgreSQL at `address`:5432 as `uid` and sends an SSL request: `answered` when
 /// the server replied, `closed` when the connection was ended first.
-fn postgres_answer_as(uid: u32, address: &str) -> String {
+pub fn postgres_answer_as(uid: u32, address: &str) -> String {
     let script = format!(
         "import socket\n\
          s = socket.create_connection(('{address}', 5432), timeout=10)\n\
@@ -536,6 +541,7 @@ fn an_unprivileged_user_runs_the_same_peers() {
     }
     let (app_lock, postgres_lock) = postgres_locks();
     let python_lock = &shared_image().lock;
+    let _alone = ROOTLESS_PEERS.lock();
     let user: TestUser = ensure_user(WITH_RANGE, true);
     let folders = UserFolders::new(&user, APP_ENV, app_lock);
     folders.add_debs(&user, postgres_lock);

@@ -46,6 +46,8 @@ use std::path::PathBuf;
 
 pub use init::{run, run_with};
 pub use plan::{Create, MountStep, Plan, plan};
+#[cfg(test)]
+pub(in crate::kernel) use setup::loopback_up;
 pub use signals::catch_signals;
 
 /// A host path bound into the sandbox.

@@ -74,7 +74,7 @@ fn mount_all(prepared: &Prepared) -> Result<(), (&str, Errno)> {
 
 /// `ip link set lo up`, without allocating: a service in its own network namespace listens
 /// on loopback, where envkit's forwarder reaches it.
-fn loopback_up() -> Result<(), Errno> {
+pub(in crate::kernel) fn loopback_up() -> Result<(), Errno> {
     // SAFETY: plain socket and ioctl calls on a zeroed ifreq naming "lo".
     #[allow(unsafe_code)]
     unsafe {

@@ -7,8 +7,9 @@
 //! sockets on that address in the host's network namespace and forwards each connection into
 //! the peer's namespace, to `127.0.0.1:PORT` there (see [`forward`]). Every environment of the
 //! project gets `/etc/hosts` lines naming each peer's address: the main environment shares the
-//! host's network and connects to it directly; inside a peer, the supervisor listens on the
-//! other peers' addresses in the peer's own namespace and forwards them out.
+//! host's network and connects to it directly; inside a peer (and a private session), the
+//! kernel redirects connections for the other peers' addresses to listeners of envkit's on
+//! ports it picked, which forward them out, so the service keeps every port of its own.
 //!
 //! A peer's state lives in `<runtime>/peers/<project>/<peer>/`: `state.json` (written by the
 //! supervisor), `log` (its output, capped), and the session's scratch folder.

@@ -78,6 +78,14 @@ pub fn supervise(run: &Supervised<'_>) -> Result<(), PeerError> {
     let name = peer.name.as_str();
     let dir = peers.dir(name);
     let hosts = peers.hosts()?;
+    // Each connection through a link holds two descriptors here: the soft limit (often
+    // 1,024) would cap a peer at some five hundred clients, when the hard limit allows more.
+    if let Ok((_, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        let _ =
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
+    }
     // The hosts lines hold every peer's address, this one's too: no second look-up.
     let address = match hosts.iter().find(|(_, host)| host == name) {
         Some((address, _)) => address.clone(),
@@ -175,7 +183,14 @@ pub fn supervise(run: &Supervised<'_>) -> Result<(), PeerError> {
                 forward::Admit::owner(owner),
             );
         }
-        forward::link_peers_into(&inside, &others);
+        if let forward::Linked::OnTheirPorts { why } = forward::link_peers_into(&inside, &others) {
+            // Into the log, where whoever finds the service unable to bind a port looks.
+            eprintln!(
+                "envkit: the kernel cannot redirect connections to the other peers ({why}); \
+                 envkit listens on their ports inside this peer instead, so the service \
+                 cannot bind the wildcard address on those ports"
+            );
+        }
         let probe_state = Arc::clone(&ready_state);
         let probe_dir = ready_dir.clone();
         let ready = ready.clone();
