@@ -36,6 +36,7 @@ pub mod mirror;
 pub mod ops;
 pub mod passthrough;
 pub mod paths;
+pub mod registry;
 pub mod run;
 pub mod solve;
 pub mod spec;

@@ -68,6 +68,7 @@ pub fn build_base(
     let essential: Vec<&LockedPackage> = base.iter().copied().filter(|p| p.essential).collect();
     let options = ExtractOptions {
         preserve_owners: true,
+        oci_whiteouts: false,
     };
     for package in &essential {
         let deb = Deb::open(&deb_path(cache_dir, &package.sha256), &package.name)?;

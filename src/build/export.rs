@@ -41,8 +41,14 @@ use super::store::{Store, StoreError};
 /// Media type of a gzip-compressed layer tar.
 pub const LAYER_TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
+/// Media type of a zstd-compressed layer tar.
+pub const LAYER_TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
 /// gzip level: zlib's default, a fair trade between size and time.
 const GZIP_LEVEL: u32 = 6;
+
+/// zstd level: its default, faster than gzip's and smaller.
+const ZSTD_LEVEL: i32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -154,7 +160,13 @@ pub fn write_archive(
             image: image.name.clone(),
         });
     }
-    let layers = compress_layers(store, image, clamp_mtime, scratch_dir)?;
+    let layers = compress_layers(
+        store,
+        image,
+        clamp_mtime,
+        scratch_dir,
+        LayerCompression::Gzip,
+    )?;
     let config = oci_config(&image.architecture, &image.layers);
     let blobs: Vec<LayerBlob> = layers.iter().map(|(_, blob)| blob.clone()).collect();
     let manifest = oci_manifest(&config, &blobs);
@@ -281,11 +293,15 @@ fn append_file<W: Write>(
 }
 
 /// A temporary file, removed when dropped unless kept.
-struct Scratch(PathBuf, bool);
+pub struct Scratch(PathBuf, bool);
 
 impl Scratch {
     fn new(path: PathBuf) -> Self {
         Scratch(path, false)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
     }
 
     fn keep(mut self) {
@@ -334,12 +350,24 @@ impl<W: Write> Write for Counting<W> {
 /// A layer compressed into its temporary file, or why not.
 type Compressed = Result<(Scratch, LayerBlob), ExportError>;
 
-/// Every layer, gzip-compressed into a temporary file, bottom first.
-fn compress_layers(
+/// How layer blobs are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LayerCompression {
+    /// What every engine reads.
+    #[default]
+    Gzip,
+    /// Smaller and faster to unpack; engines from 2021 on read it.
+    Zstd,
+}
+
+/// Every layer, compressed into a temporary file in `scratch_dir`, bottom first; each
+/// layer's tree must still give its recorded diff_id.
+pub fn compress_layers(
     store: &Store,
     image: &Image,
     clamp_mtime: u64,
     scratch_dir: &Path,
+    compression: LayerCompression,
 ) -> Result<Vec<(Scratch, LayerBlob)>, ExportError> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -356,7 +384,8 @@ fn compress_layers(
                     let Some(layer) = image.layers.get(index) else {
                         break;
                     };
-                    let result = compress_layer(store, layer, index, clamp_mtime, scratch_dir);
+                    let result =
+                        compress_layer(store, layer, (clamp_mtime, compression), scratch_dir);
                     let failed = result.is_err();
                     if let Ok(mut slots) = results.lock() {
                         slots[index] = Some(result);
@@ -391,18 +420,21 @@ fn compress_layers(
     }
 }
 
-fn compress_layer(
+/// One layer, compressed into a temporary file in `scratch_dir`; its tree must still give its
+/// recorded diff_id. The blob's digest is remembered beside the layer
+/// ([`known_blob`] finds it).
+pub fn compress_layer(
     store: &Store,
     layer: &ImageLayer,
-    index: usize,
-    clamp_mtime: u64,
+    (clamp_mtime, compression): (u64, LayerCompression),
     scratch_dir: &Path,
 ) -> Result<(Scratch, LayerBlob), ExportError> {
     let kind = store.existing_layer(&layer.key)?.kind;
     let options = TarOptions::for_layer(&kind, clamp_mtime);
     let path = scratch_dir.join(format!(
-        ".envkit-export-{}-{index}.tar.gz",
-        std::process::id()
+        ".envkit-export-{}-{}.tar.z",
+        std::process::id(),
+        SCRATCH_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let file = OpenOptions::new()
         .write(true)
@@ -412,17 +444,29 @@ fn compress_layer(
         .map_err(write_error(&path))?;
     let scratch = Scratch::new(path);
     let counting = Counting::new(BufWriter::with_capacity(1 << 16, file));
-    let mut gzip = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(counting, Compression::new(GZIP_LEVEL));
-    let digest =
-        write_layer_tar(&store.tree(&layer.key), &options, &mut gzip).map_err(|source| {
-            ExportError::Layer {
-                layer: layer.name.clone(),
-                source,
-            }
-        })?;
+    let tree = store.tree(&layer.key);
+    let failed = |source| ExportError::Layer {
+        layer: layer.name.clone(),
+        source,
+    };
+    let (digest, mut counting, media_type) = match compression {
+        LayerCompression::Gzip => {
+            let mut gzip = GzBuilder::new()
+                .mtime(0)
+                .operating_system(255)
+                .write(counting, Compression::new(GZIP_LEVEL));
+            let digest = write_layer_tar(&tree, &options, &mut gzip).map_err(failed)?;
+            let counting = gzip.finish().map_err(write_error(&scratch.0))?;
+            (digest, counting, LAYER_TAR_GZIP)
+        }
+        LayerCompression::Zstd => {
+            let mut zstd =
+                zstd::Encoder::new(counting, ZSTD_LEVEL).map_err(write_error(&scratch.0))?;
+            let digest = write_layer_tar(&tree, &options, &mut zstd).map_err(failed)?;
+            let counting = zstd.finish().map_err(write_error(&scratch.0))?;
+            (digest, counting, LAYER_TAR_ZSTD)
+        }
+    };
     if digest.diff_id != layer.diff_id || digest.size != layer.size {
         return Err(ExportError::Changed {
             layer: layer.name.clone(),
@@ -430,15 +474,60 @@ fn compress_layer(
             actual: digest.diff_id,
         });
     }
-    let mut counting = gzip.finish().map_err(write_error(&scratch.0))?;
     counting.flush().map_err(write_error(&scratch.0))?;
     let blob = LayerBlob {
-        media_type: LAYER_TAR_GZIP.into(),
+        media_type: media_type.into(),
         digest: format!("sha256:{}", crate::fetch::hex(&counting.hasher.finalize())),
         size: counting.size,
     };
+    remember_blob(store, &layer.key, compression, &blob);
     Ok((scratch, blob))
 }
+
+/// What `compressed.json` holds: each compression's blob.
+type KnownBlobs = std::collections::BTreeMap<String, (String, u64)>;
+
+fn compression_name(compression: LayerCompression) -> &'static str {
+    match compression {
+        LayerCompression::Gzip => "gzip",
+        LayerCompression::Zstd => "zstd",
+    }
+}
+
+/// The blob the layer `key` gave when last compressed so, if it was.
+pub fn known_blob(store: &Store, key: &str, compression: LayerCompression) -> Option<LayerBlob> {
+    let bytes = std::fs::read(store.compressed_record(key)).ok()?;
+    let known: KnownBlobs = serde_json::from_slice(&bytes).ok()?;
+    let (digest, size) = known.get(compression_name(compression))?.clone();
+    Some(LayerBlob {
+        media_type: match compression {
+            LayerCompression::Gzip => LAYER_TAR_GZIP,
+            LayerCompression::Zstd => LAYER_TAR_ZSTD,
+        }
+        .into(),
+        digest,
+        size,
+    })
+}
+
+/// Best effort: without the record, the next push compresses the layer again.
+fn remember_blob(store: &Store, key: &str, compression: LayerCompression, blob: &LayerBlob) {
+    let path = store.compressed_record(key);
+    let mut known: KnownBlobs = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    known.insert(
+        compression_name(compression).into(),
+        (blob.digest.clone(), blob.size),
+    );
+    if let Ok(bytes) = serde_json::to_vec(&known) {
+        let _ = crate::fetch::write_bytes_atomically(&path, &bytes);
+    }
+}
+
+/// Tells apart the temporary files of two exports or pushes in one process.
+static SCRATCH_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 #[cfg(test)]
 mod tests {

@@ -242,6 +242,7 @@ mod tests {
             let deb = write_deb(dir.path(), "demo", &data, z);
             let options = ExtractOptions {
                 preserve_owners: root_user,
+                oci_whiteouts: false,
             };
             let summary = unpack(&deb, &root, &options).unwrap();
             assert_eq!(
@@ -464,6 +465,7 @@ mod tests {
         let root_user = is_root(work.path());
         let options = ExtractOptions {
             preserve_owners: root_user,
+            oci_whiteouts: false,
         };
         for deb_path in &debs {
             let name = deb_path.file_name().unwrap().to_string_lossy().into_owned();

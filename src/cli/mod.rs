@@ -10,6 +10,7 @@ mod init;
 mod inspect;
 mod lock;
 mod peers;
+mod registry;
 mod report;
 mod session;
 mod verify;
@@ -100,6 +101,8 @@ pub enum Command {
     },
     /// Write the image as an OCI archive.
     Export(export::ExportArgs),
+    /// Send the image to an OCI registry.
+    Push(registry::PushArgs),
     /// Delete layers and downloads nothing needs.
     Gc(gc::GcArgs),
     /// Manage named volumes.
@@ -244,6 +247,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             restarts,
         } => peers::supervise(file, &peer, &image, restarts),
         Command::Export(args) => export::run(&args, file),
+        Command::Push(args) => registry::push(&args, file),
         Command::Gc(args) => gc::run(&args),
         Command::Volume(command) => volume::run(&command, file),
         Command::FixOwner => session::fix_owner(file),

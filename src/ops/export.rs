@@ -84,7 +84,7 @@ pub fn export(project: &Project, to: Destination<'_>, mode: LockMode) -> Result<
     })
 }
 
-fn export_error(error: ExportError) -> Error {
+pub(super) fn export_error(error: ExportError) -> Error {
     let hint = error.hint();
     match error {
         ExportError::Store(error) => Error::Build(BuildError::Store(error)),

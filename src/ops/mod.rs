@@ -10,6 +10,7 @@
 //! - [`peers`]: `env up`, `down`, `ps`, `logs`, and the supervisor's entry.
 //! - [`verify`]: `env verify`, the image against its layers' trees.
 //! - [`inspect`], [`export`], [`store`] (images, gc, volumes), [`init`].
+//! - [`registry`]: `env push` and `env pull`.
 //!
 //! Progress goes to stderr as it happens ([`say`]); results are returned for the CLI to render.
 
@@ -20,6 +21,7 @@ pub mod inspect;
 pub mod lock;
 pub mod peers;
 pub mod project;
+pub mod registry;
 pub mod session;
 pub mod store;
 pub mod verify;
@@ -66,6 +68,8 @@ pub enum Error {
     Run(#[from] crate::run::RunError),
     #[error(transparent)]
     Peer(#[from] crate::run::peers::PeerError),
+    #[error(transparent)]
+    Registry(crate::registry::RegistryError),
     /// A session's program could not be started (not found, not executable).
     #[error("{0}")]
     NotRunnable(String),
@@ -97,6 +101,7 @@ impl Error {
             Error::Build(_) | Error::Verify(_) => None,
             Error::Userns(error) => error.help(),
             Error::Peer(error) => error.hint(),
+            Error::Registry(error) => error.hint(),
             Error::Run(_) => None,
             Error::NotRunnable(_) => Some(
                 "check the command's name; packages it needs go in env.kdl's `packages`".into(),
@@ -136,7 +141,7 @@ impl Error {
             Error::Userns(UsernsError::NoRange { .. }) => Kind::Input,
             Error::Run(RunError::MissingMountSource { .. }) => Kind::Input,
             Error::Peer(error) if error.is_user_error() => Kind::Input,
-            Error::Userns(_) | Error::Run(_) | Error::Peer(_) => Kind::Failed,
+            Error::Userns(_) | Error::Run(_) | Error::Peer(_) | Error::Registry(_) => Kind::Failed,
             Error::NotRunnable(_) => Kind::NotRunnable,
         }
     }

@@ -111,6 +111,11 @@ pub struct ExtractOptions {
     /// belong to the caller). Modes are applied either way, setuid and setgid bits included,
     /// though the kernel drops setgid when the caller is not in the file's group.
     pub preserve_owners: bool,
+    /// Read the archive as an OCI layer: `.wh.NAME` becomes an overlayfs whiteout hiding NAME
+    /// of the layers below (a character device 0:0) and `.wh..wh..opq` makes its folder
+    /// opaque (`user.overlay.opaque`, which envkit's `userxattr` overlay mounts read). Without
+    /// it such names are files like any other.
+    pub oci_whiteouts: bool,
 }
 
 /// What [`Extractor::extract`] wrote.
@@ -221,6 +226,12 @@ impl Extractor {
         }
         let path = components(&raw)
             .map_err(|reason| self.unsafe_entry(&name, format!("its path {reason}")))?;
+        if self.options.oci_whiteouts
+            && let Some((last, parent_path)) = path.split_last()
+            && let Some(hidden) = last.strip_prefix(b".wh.")
+        {
+            return self.whiteout(parent_path, hidden, &name);
+        }
         let meta = Meta::read(entry).map_err(|error| match error {
             meta::MetaError::Invalid(_) => self.conflict(&name, error.to_string()),
             meta::MetaError::Read(source) => self.archive_error(source),
@@ -246,6 +257,39 @@ impl Extractor {
                 &format!("tar entry of type `{}`", char::from(other.as_byte())),
             )),
         }
+    }
+
+    /// An OCI whiteout entry: `hidden` (a name in the folder `parent_path`) is removed from
+    /// what the layers below show, or with `.wh..opq` the whole folder is.
+    fn whiteout(
+        &mut self,
+        parent_path: &[&[u8]],
+        hidden: &[u8],
+        name: &str,
+    ) -> Result<(), ExtractError> {
+        let parent = self.parent(parent_path, name)?;
+        if hidden == b".wh..opq" {
+            return rustix::fs::fsetxattr(
+                &*parent,
+                "user.overlay.opaque",
+                b"y",
+                XattrFlags::empty(),
+            )
+            .map_err(|errno| self.write_error(name, errno));
+        }
+        if hidden.is_empty() || hidden.starts_with(b".wh.") {
+            return Err(self.unsafe_entry(name, "it is not a whiteout OCI layers know".into()));
+        }
+        self.remove(&parent, hidden, name)?;
+        rustix::fs::mknodat(
+            &*parent,
+            hidden,
+            FileType::CharacterDevice,
+            Mode::empty(),
+            0,
+        )
+        .map_err(|errno| self.write_error(name, errno))?;
+        Ok(())
     }
 
     fn directory(&mut self, path: &[&[u8]], name: &str, meta: &Meta) -> Result<(), ExtractError> {

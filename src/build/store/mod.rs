@@ -7,6 +7,7 @@
 //! <store>/layers-v1/<key>/tree/          the layer, unpacked, mounted read-only by sessions
 //! <store>/layers-v1/<key>/layer.json     its diff_id, size, kind and parent
 //! <store>/layers-v1/<key>/members.zst    each tar member's path and digest (`build::members`)
+//! <store>/layers-v1/<key>/compressed.json the digests of its compressed blobs (`build::export`)
 //! <store>/images-v1/<NAME>/<TAG>.json    an image record (`build::image`)
 //! <store>/roots-v1/<key>.json            a known env.lock and its image (`build::roots`)
 //! <store>/shortcuts-v1/<key>.json        a project's image, found again (`build::shortcut`)
@@ -45,6 +46,7 @@ const GC_LOCK: &str = "gc.lock";
 const TREE: &str = "tree";
 const LAYER_RECORD: &str = "layer.json";
 const MEMBERS: &str = "members.zst";
+const COMPRESSED_RECORD: &str = "compressed.json";
 
 const RECORD_SUFFIX: &str = ".json";
 const LOCK_SUFFIX: &str = ".lock";
@@ -134,6 +136,12 @@ impl Store {
     }
 
     /// The `layer.json` of a finished layer: without it, the folder is not a layer.
+    /// The digests a layer's blobs had when compressed (by compression), so an unchanged
+    /// layer is found in a registry without compressing it again.
+    pub fn compressed_record(&self, key: &str) -> PathBuf {
+        self.layer_dir(key).join(COMPRESSED_RECORD)
+    }
+
     pub fn layer_record_path(&self, key: &str) -> PathBuf {
         self.layer_dir(key).join(LAYER_RECORD)
     }

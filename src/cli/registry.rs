@@ -1,0 +1,57 @@
+//! `env push REF` and `env pull REF`: renders what `ops::registry` did.
+
+use std::path::Path;
+
+use clap::Parser;
+
+use super::{Failure, Locking, project};
+use crate::build::download::human_bytes;
+use crate::build::export::LayerCompression;
+use crate::ops::{self, registry::Transport};
+
+#[derive(Debug, Parser)]
+pub struct PushArgs {
+    /// Where to push: `[REGISTRY/]REPOSITORY[:TAG]` (without a tag, the image's own).
+    #[arg(value_name = "REF")]
+    reference: String,
+    /// How layers are compressed.
+    #[arg(long, value_enum, default_value = "gzip")]
+    compression: Compression,
+    /// Plain HTTP, for a registry on this machine's loopback only.
+    #[arg(long)]
+    insecure: bool,
+    #[command(flatten)]
+    locking: Locking,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Compression {
+    Gzip,
+    Zstd,
+}
+
+pub fn push(args: &PushArgs, file: Option<&Path>) -> Result<(), Failure> {
+    let compression = match args.compression {
+        Compression::Gzip => LayerCompression::Gzip,
+        Compression::Zstd => LayerCompression::Zstd,
+    };
+    let pushed = ops::registry::push(
+        &project(file)?,
+        &args.reference,
+        compression,
+        Transport {
+            insecure: args.insecure,
+        },
+        args.locking.mode(),
+    )?;
+    eprintln!(
+        "pushed {} to {} ({} layers sent, {}; {} already there)",
+        pushed.image,
+        pushed.reference,
+        pushed.layers_sent,
+        human_bytes(pushed.bytes_sent),
+        pushed.layers_present
+    );
+    println!("{}", pushed.digest);
+    Ok(())
+}
