@@ -3,10 +3,14 @@
 //!
 //! A layer's key is blake3 of its parent's key and its own inputs, so a change anywhere
 //! rebuilds that layer and everything above it, and nothing below:
-//! - base: the release, the architecture, and every base-layer package's name, version and
-//!   SHA-256 (sorted by name). Two environments on one release share it.
+//! - base: the release, the architecture, the lock's `SOURCE_DATE_EPOCH` (the newest index
+//!   date: dpkg stamps files it writes with it and the layer tar clamps every time to it, so
+//!   two locks of the same packages made on different days give different trees), and every
+//!   base-layer package's name, version and SHA-256 (sorted by name). Two environments locked
+//!   against the same state of the mirror share it.
 //! - packages-N, one per group of the lock's packages layer in order (see
-//!   `solve::locker::package_groups`): the parent key and every package of the group's name,
+//!   `solve::locker::package_groups`): the parent key, the lock's `SOURCE_DATE_EPOCH`, and
+//!   every package of the group's name,
 //!   version and SHA-256. Appending a package to `packages` adds a group and so a layer on top;
 //!   the layers below keep their keys. None when the environment asks for nothing beyond the base.
 //! - setup, one per step in order: the parent key, the command, and each input file's path
@@ -81,6 +85,7 @@ pub fn plan(
 ) -> Result<BuildPlan, PlanError> {
     let mut layers = Vec::new();
     let mut parent: Option<String> = None;
+    let epoch = super::base::source_date_epoch(lock);
     let mut base: Vec<&LockedPackage> = lock.layer(Layer::Base).collect();
     base.sort_by(|a, b| a.name.cmp(&b.name));
     let groups = lock
@@ -92,6 +97,8 @@ pub fn plan(
         hasher.update(lock.release.as_bytes());
         hasher.update(b"\0");
         hasher.update(lock.architecture.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(epoch.to_string().as_bytes());
         for package in &packages {
             for field in [&package.name, &package.version, &package.sha256] {
                 hasher.update(b"\0");
@@ -297,6 +304,41 @@ mod tests {
         assert_eq!(first.layers[0].key, third.layers[0].key);
         assert_ne!(second.layers[1].key, third.layers[1].key);
         assert_ne!(second.layers[2].key, third.layers[2].key);
+    }
+
+    /// dpkg and the layer tar stamp files with the lock's index date, so a lock of the same
+    /// packages made another day must not find the other day's layers.
+    #[test]
+    fn the_index_date_keys_every_layer() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = Store::new(store_dir.path());
+        let project = tempfile::tempdir().unwrap();
+        let mut packages = base();
+        packages.push(package("python3", "3.11", Layer::Packages));
+        let mut first = lock(packages);
+        first.indexes = vec![crate::solve::lockfile::LockedIndex {
+            suite: "bookworm".into(),
+            date: "Sat, 11 Jul 2026 10:16:37 UTC".into(),
+            path: "main/binary-amd64/Packages.xz".into(),
+            sha256: "00".into(),
+        }];
+        let mut later = first.clone();
+        later.indexes[0].date = "Sat, 12 Dec 2026 10:00:00 UTC".into();
+        assert_ne!(
+            crate::build::base::source_date_epoch(&first),
+            crate::build::base::source_date_epoch(&later)
+        );
+        let keys = |lock: &Lock| -> Vec<String> {
+            plan(lock, &[], project.path(), "/work", &store)
+                .unwrap()
+                .layers
+                .into_iter()
+                .map(|layer| layer.key)
+                .collect()
+        };
+        let (before, after) = (keys(&first), keys(&later));
+        assert_eq!(before.len(), 2);
+        assert!(before.iter().zip(&after).all(|(a, b)| a != b));
     }
 
     #[test]
