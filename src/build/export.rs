@@ -511,7 +511,7 @@ pub fn known_blob(store: &Store, key: &str, compression: LayerCompression) -> Op
 }
 
 /// Best effort: without the record, the next push compresses the layer again.
-fn remember_blob(store: &Store, key: &str, compression: LayerCompression, blob: &LayerBlob) {
+pub fn remember_blob(store: &Store, key: &str, compression: LayerCompression, blob: &LayerBlob) {
     let path = store.compressed_record(key);
     let mut known: KnownBlobs = std::fs::read(&path)
         .ok()

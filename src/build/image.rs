@@ -67,6 +67,8 @@ pub enum BuildError {
         source: LayerTarError,
     },
     #[error(transparent)]
+    Import(#[from] super::import::ImportError),
+    #[error(transparent)]
     Members(#[from] MembersError),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -260,12 +262,35 @@ pub struct LayerBlob {
 /// the image id, so any change to them changes every id.
 pub fn oci_config(architecture: &str, layers: &[ImageLayer]) -> Vec<u8> {
     let config = json!({
-        "architecture": architecture,
+        "architecture": oci_architecture(architecture).0,
         "os": "linux",
         "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>() },
         "config": { "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["/bin/bash"] },
     });
     serde_json::to_vec(&config).unwrap_or_default()
+}
+
+/// OCI's name for a Debian architecture, and its variant where OCI names one (Go's names:
+/// `386` for `i386`, `arm` v7 for `armhf`, `ppc64le` for `ppc64el`).
+pub fn oci_architecture(debian: &str) -> (&str, Option<&'static str>) {
+    match debian {
+        "i386" => ("386", None),
+        "armhf" => ("arm", Some("v7")),
+        "armel" => ("arm", Some("v5")),
+        "arm64" => ("arm64", Some("v8")),
+        "ppc64el" => ("ppc64le", None),
+        "mips64el" => ("mips64le", None),
+        other => (other, None),
+    }
+}
+
+/// The platform an image index names for an image of this Debian architecture.
+pub fn oci_platform(debian: &str) -> serde_json::Value {
+    let (architecture, variant) = oci_architecture(debian);
+    match variant {
+        Some(variant) => json!({ "architecture": architecture, "os": "linux", "variant": variant }),
+        None => json!({ "architecture": architecture, "os": "linux" }),
+    }
 }
 
 /// An OCI manifest for a config (its bytes) and layer blobs (bottom first).
@@ -300,7 +325,8 @@ pub fn image_path(store: &Store, name: &str) -> PathBuf {
     store.image_record(repository, tag)
 }
 
-fn record_image(store: &Store, image: &Image) -> Result<(), StoreError> {
+/// Records `image` under its name, so the project finds it built.
+pub fn record_image(store: &Store, image: &Image) -> Result<(), StoreError> {
     let path = image_path(store, &image.name);
     let bytes = serde_json::to_vec_pretty(image).map_err(|source| StoreError::Record {
         path: path.clone(),

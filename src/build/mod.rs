@@ -15,6 +15,7 @@ pub mod export;
 pub mod extract;
 pub mod gc;
 pub mod image;
+pub mod import;
 pub mod layer_kind;
 pub mod layer_tar;
 pub mod layers;

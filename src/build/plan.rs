@@ -27,8 +27,9 @@ use crate::spec::SetupStep;
 use super::layer_kind::LayerKind;
 use super::store::{Store, StoreError};
 
-/// Bump when layer contents would differ for the same inputs (a new cleanup rule, say).
-pub const RECIPE_VERSION: &str = "envkit-layer-v2";
+/// Bump when layer contents would differ for the same inputs (a new cleanup rule, say), or
+/// when what keys a layer changes (v3: the lock's `SOURCE_DATE_EPOCH`).
+pub const RECIPE_VERSION: &str = "envkit-layer-v3";
 
 /// One layer of the image.
 #[derive(Debug, Clone, PartialEq, Eq)]

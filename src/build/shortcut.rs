@@ -3,8 +3,8 @@
 //! the image was last found, the image is the same, and finding it again (parsing the lock,
 //! hashing the plan) is skipped.
 //!
-//! Kept in the store by blake3 of the env file's path ([`Store::shortcut_record`]): blake3 of
-//! the env file and of the lock, each setup input's size and modification time, and the
+//! Kept in the store by blake3 of the env file's path ([`Store::shortcut_record`]): the layer
+//! recipe's version, blake3 of the env file and of the lock, each setup input's size and modification time, and the
 //! image's name. Anything different (or the image or one of its layers gone) means the slow
 //! path, which writes a new shortcut.
 
@@ -20,6 +20,10 @@ use super::store::Store;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Shortcut {
+    /// The layer recipe the image's keys were planned with: a new envkit that keys layers
+    /// otherwise must plan again, not return the old image.
+    #[serde(default)]
+    recipe: String,
     env_file: String,
     lock: String,
     inputs: Vec<InputStamp>,
@@ -73,6 +77,7 @@ fn stamps(spec: &Spec) -> Option<Vec<InputStamp>> {
 
 fn current(spec: &Spec, lock_path: &Path, image: &str) -> Option<Shortcut> {
     Some(Shortcut {
+        recipe: super::plan::RECIPE_VERSION.to_string(),
         env_file: digest(&spec.origin.file)?,
         lock: digest(lock_path)?,
         inputs: stamps(spec)?,

@@ -103,6 +103,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Send the image to an OCI registry.
     Push(registry::PushArgs),
+    /// Fetch an image `env push` sent, so the project builds nothing.
+    Pull(registry::PullArgs),
     /// Delete layers and downloads nothing needs.
     Gc(gc::GcArgs),
     /// Manage named volumes.
@@ -248,6 +250,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         } => peers::supervise(file, &peer, &image, restarts),
         Command::Export(args) => export::run(&args, file),
         Command::Push(args) => registry::push(&args, file),
+        Command::Pull(args) => registry::pull(&args),
         Command::Gc(args) => gc::run(&args),
         Command::Volume(command) => volume::run(&command, file),
         Command::FixOwner => session::fix_owner(file),

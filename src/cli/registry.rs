@@ -55,3 +55,32 @@ pub fn push(args: &PushArgs, file: Option<&Path>) -> Result<(), Failure> {
     println!("{}", pushed.digest);
     Ok(())
 }
+
+#[derive(Debug, Parser)]
+pub struct PullArgs {
+    /// What to pull: `[REGISTRY/]REPOSITORY[:TAG|@DIGEST]`, an image `env push` sent.
+    #[arg(value_name = "REF")]
+    reference: String,
+    /// Plain HTTP, for a registry on this machine's loopback only.
+    #[arg(long)]
+    insecure: bool,
+}
+
+pub fn pull(args: &PullArgs) -> Result<(), Failure> {
+    let pulled = ops::registry::pull(
+        &args.reference,
+        Transport {
+            insecure: args.insecure,
+        },
+    )?;
+    eprintln!(
+        "pulled {} from {} ({} layers fetched, {}; {} already in the store)",
+        pulled.image,
+        pulled.reference,
+        pulled.layers_fetched,
+        human_bytes(pulled.bytes_fetched),
+        pulled.layers_present
+    );
+    println!("{}", pulled.image);
+    Ok(())
+}

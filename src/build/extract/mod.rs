@@ -269,12 +269,16 @@ impl Extractor {
     ) -> Result<(), ExtractError> {
         let parent = self.parent(parent_path, name)?;
         if hidden == b".wh..opq" {
-            return rustix::fs::fsetxattr(
+            // The walk holds folders as `O_PATH` handles, which take no xattrs.
+            return rustix::fs::openat(
                 &*parent,
-                "user.overlay.opaque",
-                b"y",
-                XattrFlags::empty(),
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
             )
+            .and_then(|folder| {
+                rustix::fs::fsetxattr(&folder, "user.overlay.opaque", b"y", XattrFlags::empty())
+            })
             .map_err(|errno| self.write_error(name, errno));
         }
         if hidden.is_empty() || hidden.starts_with(b".wh.") {
