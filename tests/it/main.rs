@@ -23,6 +23,9 @@
 //! - `peer_network`: two peers whose services both bind the wildcard address on one port,
 //!   reached from every kind of environment through ten up/down cycles, a thousand
 //!   connections at once through one link, nothing left after `env down` (root and rootless).
+//! - `registry`: `env push` and `env pull` against `docker-registry` on loopback, judged by
+//!   skopeo: gzip and zstd, nothing sent twice, a pull into an empty store that runs without
+//!   building, a damaged blob refused, Basic credentials from a Docker config (root, network).
 
 #![allow(
     clippy::unwrap_used,
@@ -45,5 +48,6 @@ mod lock;
 mod passthrough;
 mod peer_network;
 mod peers;
+mod registry;
 mod rootless;
 mod run;

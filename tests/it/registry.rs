@@ -1,0 +1,498 @@
+//! `env push` and `env pull` against Debian's `docker-registry`, started by each test on a free
+//! port of 127.0.0.1, with skopeo as the judge of what was pushed (root, network tier: the
+//! image is the export test's, built from the mirror).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Outcome, envkit, must_work, network_tier, run};
+
+fn shared_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("envkit-shared-cache")
+}
+
+fn shared_store() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("envkit-shared-store")
+}
+
+/// A `docker-registry` serving a temporary folder on 127.0.0.1; stopped when dropped.
+pub struct Registry {
+    child: Child,
+    pub address: String,
+    pub storage: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts one; with `htpasswd`, it asks for Basic credentials checked against that file.
+    pub fn start(htpasswd: Option<&Path>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let storage = dir.path().join("data");
+        let auth = htpasswd.map_or(String::new(), |file| {
+            format!(
+                "auth:\n  htpasswd:\n    realm: envkit-test\n    path: {}\n",
+                file.display()
+            )
+        });
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n{auth}",
+                storage.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let registry = Registry {
+            child,
+            address,
+            storage,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&registry.address).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+
+    /// Every layer blob file the registry holds, by its hex digest.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.storage
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Root, the mirror, docker-registry and skopeo, or a printed reason to skip (unless
+/// ENVKIT_MUST_WORK=1).
+fn can_test(what: &str) -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(!must_work(), "ENVKIT_MUST_WORK=1 but {what} needs root");
+        eprintln!("skipped: {what} needs root");
+        return false;
+    }
+    for (tool, flag) in [
+        ("docker-registry", "--version"),
+        ("skopeo", "--version"),
+        ("htpasswd", "-h"),
+    ] {
+        if Command::new(tool).arg(flag).output().is_err() {
+            assert!(
+                !must_work(),
+                "ENVKIT_MUST_WORK=1 but {what} needs `{tool}` (scripts/setup installs it)"
+            );
+            eprintln!("skipped: {what} needs `{tool}`");
+            return false;
+        }
+    }
+    network_tier(what)
+}
+
+/// The export test's project: bookworm with python3, built in the shared store.
+fn python_project() -> tempfile::TempDir {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("env.kdl"),
+        "name \"py\"\nbase \"debian:bookworm\"\npackages \"python3\"\n",
+    )
+    .unwrap();
+    let build = in_store(project.path(), &shared_store(), &shared_cache(), &["build"]);
+    assert_eq!(build.code, Some(0), "{}", build.transcript());
+    project
+}
+
+fn in_store(project: &Path, store: &Path, cache: &Path, args: &[&str]) -> Outcome {
+    run(envkit(project, args)
+        .env("ENVKIT_CACHE_DIR", cache)
+        .env("ENVKIT_STORE_DIR", store)
+        .env("DOCKER_CONFIG", project.join("no-docker-config")))
+}
+
+/// The image `env inspect --json` reports in that store.
+fn image(project: &Path, store: &Path) -> serde_json::Value {
+    let inspect = in_store(project, store, &shared_cache(), &["inspect", "--json"]);
+    assert_eq!(inspect.code, Some(0), "{}", inspect.transcript());
+    let value: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    value["image"].clone()
+}
+
+fn diff_ids(image: &serde_json::Value) -> Vec<String> {
+    image["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| layer["diff_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn skopeo_inspect(reference: &str, extra: &[&str]) -> serde_json::Value {
+    let output = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .args(extra)
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn a_pushed_image_is_seen_by_skopeo_and_pulled_into_an_empty_store_runs_without_building() {
+    if !can_test("pushing to and pulling from docker-registry") {
+        return;
+    }
+    let registry = Registry::start(None);
+    let project = python_project();
+    let built = image(project.path(), &shared_store());
+    let name = built["name"].as_str().unwrap().to_string();
+    let tag = name.split_once(':').unwrap().1;
+    let repository = format!("{}/team/py", registry.address);
+
+    // Without --insecure the registry is spoken to over HTTPS, which it does not serve.
+    let refused = in_store(
+        project.path(),
+        &shared_store(),
+        &shared_cache(),
+        &["push", &repository],
+    );
+    assert_eq!(refused.code, Some(1), "{}", refused.transcript());
+    assert!(
+        refused.stderr.contains("add `--insecure`"),
+        "{}",
+        refused.stderr
+    );
+
+    let push = in_store(
+        project.path(),
+        &shared_store(),
+        &shared_cache(),
+        &["push", "--insecure", &repository],
+    );
+    assert_eq!(push.code, Some(0), "{}", push.transcript());
+    let layers = built["layers"].as_array().unwrap().len();
+    assert!(
+        push.stderr.contains(&format!(
+            "pushed {name} to {repository}:{tag} ({layers} layers sent"
+        )) || push.stderr.contains("already there)"),
+        "{}",
+        push.stderr
+    );
+    let index_digest = push.stdout.trim().to_string();
+    assert!(index_digest.starts_with("sha256:"), "{}", push.stdout);
+
+    // skopeo sees the image for this platform, through an index, with gzip layers.
+    let reference = format!("{repository}:{tag}");
+    let inspected = skopeo_inspect(&reference, &[]);
+    assert_eq!(inspected["Architecture"], "amd64", "{inspected}");
+    assert_eq!(inspected["Os"], "linux");
+    assert_eq!(inspected["Layers"].as_array().unwrap().len(), layers);
+    let index = skopeo_inspect(&reference, &["--raw"]);
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
+    assert_eq!(index["manifests"][0]["platform"]["architecture"], "amd64");
+    let manifest_reference = format!(
+        "{repository}@{}",
+        index["manifests"][0]["digest"].as_str().unwrap()
+    );
+    let layer_types = |reference: &str| -> Vec<String> {
+        skopeo_inspect(reference, &["--raw"])["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|layer| layer["mediaType"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        layer_types(&manifest_reference),
+        vec!["application/vnd.oci.image.layer.v1.tar+gzip"; layers]
+    );
+    let config = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--config"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
+    assert_eq!(
+        config["rootfs"]["diff_ids"],
+        serde_json::json!(diff_ids(&built)),
+        "the layers' diff_ids are the built ones"
+    );
+
+    // A second push sends nothing and names the same index.
+    let again = in_store(
+        project.path(),
+        &shared_store(),
+        &shared_cache(),
+        &["push", "--insecure", &repository],
+    );
+    assert_eq!(again.code, Some(0), "{}", again.transcript());
+    assert!(
+        again
+            .stderr
+            .contains(&format!("(0 layers sent, 0 B; {layers} already there)")),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(again.stdout.trim(), index_digest);
+
+    // Pulled into an empty store and an empty cache, the project runs without building.
+    let empty = tempfile::tempdir().unwrap();
+    let (store, cache) = (empty.path().join("store"), empty.path().join("cache"));
+    let pull = in_store(
+        project.path(),
+        &store,
+        &cache,
+        &["pull", "--insecure", &reference],
+    );
+    assert_eq!(pull.code, Some(0), "{}", pull.transcript());
+    assert_eq!(pull.stdout.trim(), name);
+    assert!(
+        pull.stderr.contains(&format!("({layers} layers fetched")),
+        "{}",
+        pull.stderr
+    );
+    let ran = in_store(
+        project.path(),
+        &store,
+        &cache,
+        &[
+            "run",
+            "--",
+            "python3",
+            "-c",
+            "print('hello from the pulled image')",
+        ],
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.transcript());
+    assert_eq!(ran.stdout, "hello from the pulled image\n");
+    assert!(!ran.stderr.contains("building"), "{}", ran.stderr);
+    assert!(
+        !cache.join("debs-v1").exists(),
+        "nothing was downloaded from the mirror"
+    );
+    let pulled = image(project.path(), &store);
+    assert_eq!(diff_ids(&pulled), diff_ids(&built));
+    assert_eq!(pulled["id"], built["id"]);
+    let verify = in_store(project.path(), &store, &cache, &["verify"]);
+    assert_eq!(verify.code, Some(0), "{}", verify.transcript());
+    // Nothing of the download is left but the layers.
+    let blobs: Vec<_> = std::fs::read_dir(cache.join("blobs")).unwrap().collect();
+    assert!(blobs.is_empty(), "{blobs:?}");
+
+    // A pull of what the store has fetches nothing; a zstd push pulls the same.
+    let twice = in_store(
+        project.path(),
+        &store,
+        &cache,
+        &["pull", "--insecure", &reference],
+    );
+    assert!(
+        twice.stderr.contains(&format!(
+            "(0 layers fetched, 0 B; {layers} already in the store)"
+        )),
+        "{}",
+        twice.stderr
+    );
+    let zstd_reference = format!("{repository}:zstd");
+    let push_zstd = in_store(
+        project.path(),
+        &shared_store(),
+        &shared_cache(),
+        &[
+            "push",
+            "--insecure",
+            "--compression",
+            "zstd",
+            &zstd_reference,
+        ],
+    );
+    assert_eq!(push_zstd.code, Some(0), "{}", push_zstd.transcript());
+    let zstd_index = skopeo_inspect(&zstd_reference, &["--raw"]);
+    assert_eq!(
+        layer_types(&format!(
+            "{repository}@{}",
+            zstd_index["manifests"][0]["digest"].as_str().unwrap()
+        )),
+        vec!["application/vnd.oci.image.layer.v1.tar+zstd"; layers]
+    );
+    let zstd_store = empty.path().join("zstd-store");
+    let pull_zstd = in_store(
+        project.path(),
+        &zstd_store,
+        &cache,
+        &["pull", "--insecure", &zstd_reference],
+    );
+    assert_eq!(pull_zstd.code, Some(0), "{}", pull_zstd.transcript());
+    assert_eq!(
+        diff_ids(&image(project.path(), &zstd_store)),
+        diff_ids(&built)
+    );
+
+    // A blob damaged in the registry is refused by its digest, and the store is unchanged.
+    let manifest = skopeo_inspect(&manifest_reference, &["--raw"]);
+    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = registry.blob_path(&top);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let damaged_store = empty.path().join("damaged-store");
+    let refused = in_store(
+        project.path(),
+        &damaged_store,
+        &cache,
+        &["pull", "--insecure", &reference],
+    );
+    assert_eq!(refused.code, Some(1), "{}", refused.transcript());
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("blob {top}` does not match its digest")),
+        "{}",
+        refused.stderr
+    );
+    let images = in_store(project.path(), &damaged_store, &cache, &["images"]);
+    assert!(!images.stdout.contains(&name), "{}", images.stdout);
+    let store_tmp: Vec<_> = std::fs::read_dir(damaged_store.join("tmp"))
+        .map(|entries| entries.collect())
+        .unwrap_or_default();
+    assert!(store_tmp.is_empty(), "{store_tmp:?}");
+    let blobs: Vec<_> = std::fs::read_dir(cache.join("blobs")).unwrap().collect();
+    assert!(
+        blobs.is_empty(),
+        "the damaged download is not kept: {blobs:?}"
+    );
+}
+
+#[test]
+fn a_registry_that_asks_for_credentials_gets_them_from_the_docker_config() {
+    if !can_test("pushing to a registry with basic auth") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let made = Command::new("htpasswd")
+        .args(["-Bbc"])
+        .arg(&htpasswd)
+        .args(["dev", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let registry = Registry::start(Some(&htpasswd));
+    let project = python_project();
+    let repository = format!("{}/team/py", registry.address);
+    let docker_config = |password: &str| {
+        let folder = dir.path().join(format!("docker-{password}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let auth = base64_encode(format!("dev:{password}").as_bytes());
+        std::fs::write(
+            folder.join("config.json"),
+            format!(
+                r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+                registry.address
+            ),
+        )
+        .unwrap();
+        folder
+    };
+    let with_config = |folder: Option<&Path>, args: &[&str]| {
+        let mut command = envkit(project.path(), args);
+        command
+            .env("ENVKIT_CACHE_DIR", shared_cache())
+            .env("ENVKIT_STORE_DIR", shared_store())
+            .env(
+                "DOCKER_CONFIG",
+                folder.map_or(dir.path().join("none"), Path::to_path_buf),
+            );
+        run(&mut command)
+    };
+
+    let anonymous = with_config(None, &["push", "--insecure", &repository]);
+    assert_eq!(anonymous.code, Some(2), "{}", anonymous.transcript());
+    assert!(
+        anonymous.stderr.contains(&format!(
+            "`{}` wants credentials, and the Docker config file has none for it",
+            registry.address
+        )),
+        "{}",
+        anonymous.stderr
+    );
+    assert!(
+        anonymous.stderr.contains("hint: log in with"),
+        "{}",
+        anonymous.stderr
+    );
+
+    let wrong = with_config(
+        Some(&docker_config("wrong")),
+        &["push", "--insecure", &repository],
+    );
+    assert_eq!(wrong.code, Some(2), "{}", wrong.transcript());
+    assert!(
+        wrong.stderr.contains(&format!(
+            "`{}` refused the credentials from the Docker config file",
+            registry.address
+        )),
+        "{}",
+        wrong.stderr
+    );
+
+    let right = docker_config("s3cret");
+    let push = with_config(Some(&right), &["push", "--insecure", &repository]);
+    assert_eq!(push.code, Some(0), "{}", push.transcript());
+    let empty = tempfile::tempdir().unwrap();
+    let pull = run(envkit(
+        project.path(),
+        &[
+            "pull",
+            "--insecure",
+            &format!("{repository}@{}", push.stdout.trim()),
+        ],
+    )
+    .env("ENVKIT_CACHE_DIR", empty.path().join("cache"))
+    .env("ENVKIT_STORE_DIR", empty.path().join("store"))
+    .env("DOCKER_CONFIG", &right));
+    assert_eq!(pull.code, Some(0), "{}", pull.transcript());
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
