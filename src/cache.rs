@@ -6,6 +6,9 @@
 //! <cache>/debs-v1/<sha256>.deb           a downloaded `.deb`, complete and verified
 //! <cache>/debs-v1/<sha256>.deb.partial   its download, under way or interrupted
 //! <cache>/debs-v1/<sha256>.deb.lock      held by the process downloading it
+//! <cache>/blobs-v1/<hex>.partial        a registry blob's download (`env pull`), under way or
+//!                                       interrupted; renamed to `<hex>` once whole and checked,
+//!                                       and deleted once its layer is in the store
 //! <cache>/build-stubs-v1/                programs first on dpkg's PATH in builds (`build::base`)
 //! <cache>/indexes-v1/suites/<key>/       a suite's verified InRelease, Release and validators
 //! <cache>/indexes-v1/packages/<sha256>   compressed Packages files, by the hash Release gives
@@ -17,6 +20,7 @@ use std::path::{Path, PathBuf};
 const DEBS_DIR: &str = "debs-v1";
 const DEB_SUFFIX: &str = ".deb";
 const STUBS_DIR: &str = "build-stubs-v1";
+const BLOBS_DIR: &str = "blobs-v1";
 const INDEXES_DIR: &str = "indexes-v1";
 const SUITES_DIR: &str = "suites";
 const PACKAGES_DIR: &str = "packages";
@@ -56,6 +60,11 @@ impl Cache {
     /// The lock a process holds while it downloads that `.deb`.
     pub fn deb_lock(&self, sha256: &str) -> PathBuf {
         crate::fetch::lock_path(&self.deb(sha256))
+    }
+
+    /// Where registry blobs are downloaded to, by the hex of their SHA-256.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join(BLOBS_DIR)
     }
 
     /// The folder of programs that come first on dpkg's PATH while layers are built.

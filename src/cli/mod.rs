@@ -102,8 +102,21 @@ pub enum Command {
     /// Write the image as an OCI archive.
     Export(export::ExportArgs),
     /// Send the image to an OCI registry.
+    ///
+    /// Sends the built image as an OCI image index for this machine's platform, its layers
+    /// compressed (gzip, or zstd on request). Layers the registry has are not sent again, and
+    /// a layer pushed before is not compressed again. Credentials come from the Docker config
+    /// file (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`: `auths`, `credHelpers`,
+    /// `credsStore`), and registries that hand out tokens are asked for one. Prints the index's
+    /// digest.
     Push(registry::PushArgs),
     /// Fetch an image `env push` sent, so the project builds nothing.
+    ///
+    /// Takes the manifest for this machine's platform, downloads the layers the store lacks
+    /// (resuming an interrupted download), checks every blob against its digest, and refuses a
+    /// layer whose unpacked files do not give its diff_id again. The project whose lock and
+    /// setup steps the image was built from then finds it built: `env run` and `env shell`
+    /// start at once. Prints the image's name.
     Pull(registry::PullArgs),
     /// Delete layers and downloads nothing needs.
     Gc(gc::GcArgs),

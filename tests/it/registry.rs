@@ -310,7 +310,7 @@ fn a_pushed_image_is_seen_by_skopeo_and_pulled_into_an_empty_store_runs_without_
     let verify = in_store(project.path(), &store, &cache, &["verify"]);
     assert_eq!(verify.code, Some(0), "{}", verify.transcript());
     // Nothing of the download is left but the layers.
-    let blobs: Vec<_> = std::fs::read_dir(cache.join("blobs")).unwrap().collect();
+    let blobs: Vec<_> = std::fs::read_dir(cache.join("blobs-v1")).unwrap().collect();
     assert!(blobs.is_empty(), "{blobs:?}");
 
     // A pull of what the store has fetches nothing; a zstd push pulls the same.
@@ -394,7 +394,7 @@ fn a_pushed_image_is_seen_by_skopeo_and_pulled_into_an_empty_store_runs_without_
         .map(|entries| entries.collect())
         .unwrap_or_default();
     assert!(store_tmp.is_empty(), "{store_tmp:?}");
-    let blobs: Vec<_> = std::fs::read_dir(cache.join("blobs")).unwrap().collect();
+    let blobs: Vec<_> = std::fs::read_dir(cache.join("blobs-v1")).unwrap().collect();
     assert!(
         blobs.is_empty(),
         "the damaged download is not kept: {blobs:?}"

@@ -39,10 +39,10 @@ pub struct Pulled {
     pub bytes_fetched: u64,
 }
 
-/// A downloaded blob lives beside the download cache's `.deb`s until it is unpacked; a partial
-/// one stays there for the next pull to go on from.
+/// A downloaded blob lives in the download cache until it is unpacked; a partial one stays
+/// there for the next pull to go on from.
 fn blobs_dir() -> PathBuf {
-    crate::paths::cache_dir().join("blobs")
+    crate::cache::Cache::new(&crate::paths::cache_dir()).blobs_dir()
 }
 
 #[derive(Deserialize)]
