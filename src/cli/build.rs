@@ -14,6 +14,10 @@ pub struct BuildArgs {
     /// Print which layers are cached and which would be built, and build nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Send every layer of the image the team cache lacks (`cache` in env.kdl, or
+    /// ENVKIT_TEAM_CACHE): what a CI job does, so others pull instead of building.
+    #[arg(long, conflicts_with = "dry_run")]
+    push_cache: bool,
     #[command(flatten)]
     locking: Locking,
 }
@@ -34,7 +38,8 @@ pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
         }
         return Ok(());
     }
-    let image = ops::image::build_image(&project, args.locking.mode())?;
+    let (image, pushed) =
+        ops::image::build_image(&project, args.locking.mode(), args.push_cache)?;
     eprintln!("image {}  id {}", image.name, image.id);
     for layer in &image.layers {
         eprintln!(
@@ -42,6 +47,14 @@ pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
             layer.name,
             human_bytes(layer.size),
             layer.diff_id
+        );
+    }
+    if let Some(pushed) = pushed {
+        eprintln!(
+            "team cache: {} layers sent ({}), {} already there",
+            pushed.sent,
+            human_bytes(pushed.bytes_sent),
+            pushed.present
         );
     }
     Ok(())

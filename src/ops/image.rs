@@ -11,6 +11,9 @@ use crate::build::image::{
 use crate::build::plan::BuildPlan;
 use crate::build::store::Store;
 use crate::build::{roots, shortcut};
+use crate::ops::registry::{
+    CachePushed, TEAM_CACHE_VAR, TeamCache, fill_from_cache, push_to_cache,
+};
 use crate::mirror::Mirrors;
 use crate::solve::lockfile::Lock;
 use crate::spec::Spec;
@@ -38,18 +41,42 @@ pub fn build_from_lock(
 ) -> Result<Image> {
     let lock = super::lock::current_lock_at(spec, lock_file, mode)?;
     let context = ImageContext::new(spec)?;
-    build_and_record(lock_file, &context.inputs(spec, &lock), store)
+    let cache = TeamCache::configured(spec)?;
+    build_and_record(lock_file, &context.inputs(spec, &lock), cache.as_ref(), store)
 }
 
-/// `env build`: the project's image, built as needed.
-pub fn build_image(project: &Project, mode: LockMode) -> Result<Image> {
+/// `env build`: the project's image, built as needed; with `push_cache`, every layer of it
+/// the team cache lacks is sent there.
+pub fn build_image(
+    project: &Project,
+    mode: LockMode,
+    push_cache: bool,
+) -> Result<(Image, Option<CachePushed>)> {
     crate::kernel::userns::enter()?;
-    ensure_image(
-        project.spec(),
-        &project.lock_path(),
-        mode,
-        &Store::default_location(),
-    )
+    let spec = project.spec();
+    let cache = if push_cache {
+        Some(TeamCache::configured(spec)?.ok_or_else(|| {
+            super::Error::user(
+                "`--push-cache` needs a team cache, and none is configured",
+                Some(format!(
+                    "add `cache \"REGISTRY/REPOSITORY\"` to env.kdl, or set {TEAM_CACHE_VAR}"
+                )),
+            )
+        })?)
+    } else {
+        None
+    };
+    let store = Store::default_location();
+    let image = ensure_image(spec, &project.lock_path(), mode, &store)?;
+    let Some(cache) = cache else {
+        return Ok((image, None));
+    };
+    let _in_use = StoreUse::acquire(&store, &|| say("waiting for `env gc` to finish"))
+        .map_err(BuildError::from)?;
+    let lock = super::lock::current_lock(spec, LockMode::Locked)?;
+    let clamp = crate::build::base::source_date_epoch(&lock);
+    let pushed = push_to_cache(&cache, &image, clamp, &store)?;
+    Ok((image, Some(pushed)))
 }
 
 /// `env build --dry-run`: which layers the store has and which a build would make.
@@ -66,11 +93,28 @@ pub fn plan_image(project: &Project, mode: LockMode) -> Result<BuildPlan> {
 
 /// Builds what the store lacks (telling what it builds) and records the lock as a root of
 /// the image, so `env gc` keeps it.
-fn build_and_record(lock_file: &Path, inputs: &BuildInputs<'_>, store: &Store) -> Result<Image> {
+fn build_and_record(
+    lock_file: &Path,
+    inputs: &BuildInputs<'_>,
+    cache: Option<&TeamCache>,
+    store: &Store,
+) -> Result<Image> {
     // `env gc` waits until the image and its root are recorded: until then the layers this
     // build reuses may belong to no live root.
     let _in_use = StoreUse::acquire(store, &|| say("waiting for `env gc` to finish"))
         .map_err(BuildError::from)?;
+    if let Some(cache) = cache {
+        let plan = build_plan(inputs, store)?;
+        if !plan.is_complete() {
+            fill_from_cache(
+                cache,
+                &plan,
+                &inputs.lock.architecture,
+                crate::build::base::source_date_epoch(inputs.lock),
+                store,
+            );
+        }
+    }
     let image = build(inputs, store, &|event| match event {
         Event::Building { layer } => say(&format!("building {layer} layer")),
         Event::Built { layer, seconds } => say(&format!("built {layer} layer in {seconds:.1} s")),

@@ -19,6 +19,10 @@ pub struct Spec {
     pub base: Base,
     /// `mirror`: where packages come from, when not the host's apt sources.
     pub mirror: Option<Mirror>,
+    /// `cache`: the team's layer cache. Not part of the hash: it changes where layers come
+    /// from, never what they hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<TeamCache>,
     /// `packages`, in the order written (a fresh solve honours it, as apt's command line does),
     /// without repeats.
     pub packages: Vec<String>,
@@ -52,6 +56,15 @@ pub struct Spec {
     pub shell: Option<String>,
     /// Where this spec was read from. Not part of the hash.
     pub origin: Origin,
+}
+
+/// A registry repository holding layers built elsewhere (by CI, say), by their keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TeamCache {
+    /// `[REGISTRY/]REPOSITORY`, without a tag: envkit tags each layer itself.
+    pub repository: String,
+    /// `insecure=#true`: plain HTTP, for a registry on this machine's loopback only.
+    pub insecure: bool,
 }
 
 /// The file a spec was read from and the folder its relative paths are resolved against.

@@ -13,7 +13,7 @@ use super::diagnostic::{DiagnosticBuilder, SourceFile, SpecDiagnostic};
 use super::kdl_reader::{PropRule, Reader, Spanned};
 use super::model::{
     Base, DEFAULT_READY_TIMEOUT_SECS, Mirror, Mount, Network, Origin, Ready, ReadyCheck, SetupStep,
-    Spec, User, Volume,
+    Spec, TeamCache, User, Volume,
 };
 use super::{rules, suggest};
 
@@ -22,6 +22,7 @@ pub const NODE_NAMES: &[&str] = &[
     "name",
     "base",
     "mirror",
+    "cache",
     "packages",
     "recommends",
     "setup",
@@ -44,6 +45,7 @@ const SINGLE_NODES: &[&str] = &[
     "name",
     "base",
     "mirror",
+    "cache",
     "recommends",
     "workdir",
     "service",
@@ -167,6 +169,7 @@ fn read_document(
             "name" => draft.name(reader, node),
             "base" => draft.base(reader, node),
             "mirror" => draft.mirror(reader, node, origin),
+            "cache" => draft.cache(reader, node),
             "packages" => draft.packages(reader, node),
             "recommends" => draft.recommends(reader, node),
             "setup" => draft.setup(reader, node),
@@ -209,6 +212,7 @@ struct Draft {
     base: Option<Base>,
     base_given: bool,
     mirror: Option<Mirror>,
+    cache: Option<TeamCache>,
     packages: Vec<Spanned<String>>,
     recommends: bool,
     setup: Vec<SetupStep>,
@@ -274,6 +278,22 @@ impl Draft {
             url,
             keyring_path: keyring.as_ref().map(|k| resolve(&origin.dir, &k.value)),
             keyring: keyring.map(|k| k.value),
+        });
+    }
+
+    fn cache(&mut self, reader: &mut Reader<'_>, node: &KdlNode) {
+        let props = reader.properties(node, &[PropRule::bool("insecure")]);
+        reader.no_children(node);
+        let example = "cache \"ghcr.io/acme/envkit-cache\"";
+        let Some(reference) = reader.one_string(node, example) else {
+            return;
+        };
+        if let Err(broken) = rules::cache_repository(&reference.value) {
+            return report(reader, broken, reference.span, "not a registry repository");
+        }
+        self.cache = Some(TeamCache {
+            repository: reference.value,
+            insecure: props.bool("insecure").is_some_and(|i| i.value),
         });
     }
 
@@ -750,6 +770,7 @@ impl Draft {
             name: self.name,
             base,
             mirror: self.mirror,
+            cache: self.cache,
             packages: self.packages.into_iter().map(|p| p.value).collect(),
             recommends: self.recommends,
             setup: self.setup,

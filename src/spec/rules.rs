@@ -208,6 +208,59 @@ pub fn mount_target(path: &str) -> Result<String, Broken> {
     Ok(normalized)
 }
 
+/// A team cache: a registry repository (`[HOST[:PORT]/]PATH`, Docker's grammar for names),
+/// with no tag or digest, since envkit tags each layer itself.
+pub fn cache_repository(text: &str) -> Result<(), Broken> {
+    let example = "a repository such as \"ghcr.io/acme/envkit-cache\" or \"127.0.0.1:5000/cache\"";
+    if text.contains('@') {
+        return Err(broken(
+            format!("`{text}` names a digest, and a cache is a repository"),
+            format!("write {example}"),
+        ));
+    }
+    let mut parts: Vec<&str> = text.split('/').collect();
+    let first = parts.first().copied().unwrap_or_default();
+    // As Docker reads it: a first part with a dot or a colon, or `localhost`, is a host.
+    if parts.len() > 1 && (first.contains(['.', ':']) || first == "localhost") {
+        let (host, port) = first.split_once(':').unwrap_or((first, ""));
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        let port_ok = port.is_empty() && !first.ends_with(':') || port.parse::<u16>().is_ok();
+        if !host_ok || !port_ok {
+            return Err(broken(
+                format!("`{first}` is not a registry host"),
+                format!("write {example}"),
+            ));
+        }
+        parts.remove(0);
+    }
+    let component_ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+            && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    if let Some(last) = parts.last()
+        && last.contains(':')
+    {
+        return Err(broken(
+            format!("`{text}` has a tag, and a cache is a repository"),
+            format!("leave the tag out: envkit tags each layer itself; write {example}"),
+        ));
+    }
+    if parts.is_empty() || !parts.iter().all(|part| component_ok(part)) {
+        return Err(broken(
+            format!("`{text}` is not a registry repository"),
+            format!("use lowercase letters, digits, `.`, `_` and `-` between slashes; write {example}"),
+        ));
+    }
+    Ok(())
+}
+
 /// A mirror URL: `http://`, `https://` or `file://`, kept without a trailing slash.
 pub fn mirror_url(url: &str) -> Result<String, Broken> {
     let scheme_ok = ["http://", "https://", "file:///"]
@@ -356,5 +409,29 @@ mod tests {
         assert!(input_pattern("src/**/*.py").is_ok());
         assert!(input_pattern("/etc/passwd").is_err());
         assert!(input_pattern("src/[").is_err());
+    }
+
+    #[test]
+    fn cache_repositories() {
+        for good in [
+            "ghcr.io/acme/envkit-cache",
+            "127.0.0.1:5000/team/cache",
+            "localhost/cache",
+            "acme/cache",
+            "cache",
+        ] {
+            assert!(cache_repository(good).is_ok(), "{good}");
+        }
+        for (bad, says) in [
+            ("ghcr.io/acme/cache:v1", "has a tag"),
+            ("acme/cache@sha256:00", "names a digest"),
+            ("Acme/Cache", "is not a registry repository"),
+            ("host:port/x", "is not a registry host"),
+            ("acme//cache", "is not a registry repository"),
+            ("", "is not a registry repository"),
+        ] {
+            let error = cache_repository(bad).unwrap_err();
+            assert!(error.message.contains(says), "{bad}: {}", error.message);
+        }
     }
 }

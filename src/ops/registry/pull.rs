@@ -23,7 +23,7 @@ use crate::build::image::{
 };
 use crate::build::import::{BlobCompression, ImportError, LayerBlobFile, import_layer};
 use crate::build::layer_kind::LayerKind;
-use crate::build::store::Store;
+use crate::build::store::{LayerRecord, Store};
 use crate::ops::{Error, Result, say};
 use crate::registry::{Access, Client, Reference, RegistryError};
 
@@ -51,15 +51,15 @@ struct Index {
 }
 
 #[derive(Deserialize)]
-struct Descriptor {
+pub(super) struct Descriptor {
     #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
+    pub media_type: String,
+    pub digest: String,
     #[serde(default)]
-    size: u64,
+    pub size: u64,
     platform: Option<Platform>,
     #[serde(default)]
-    annotations: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -70,11 +70,41 @@ struct Platform {
 }
 
 #[derive(Deserialize)]
-struct ImageManifest {
-    config: Descriptor,
-    layers: Vec<Descriptor>,
+pub(super) struct ImageManifest {
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
     #[serde(default)]
-    annotations: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An image manifest's bytes, parsed.
+pub(super) fn check_manifest_layers(bytes: &[u8]) -> Result<ImageManifest> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| Error::user(format!("its manifest is damaged: {error}"), None))
+}
+
+/// The one diff_id of a one-layer config, which must otherwise be `expected` (envkit's config
+/// for that layer, with an empty diff_id).
+pub(super) fn single_diff_id(
+    config: &[u8],
+    expected: &[u8],
+) -> std::result::Result<String, String> {
+    let mut config: serde_json::Value =
+        serde_json::from_slice(config).map_err(|error| format!("is damaged: {error}"))?;
+    let expected: serde_json::Value =
+        serde_json::from_slice(expected).map_err(|error| format!("is damaged: {error}"))?;
+    let diff_ids = config
+        .pointer_mut("/rootfs/diff_ids")
+        .ok_or("names no diff_ids")?;
+    let diff_id = match diff_ids.as_array().map(Vec::as_slice) {
+        Some([serde_json::Value::String(diff_id)]) => diff_id.clone(),
+        _ => return Err("does not name one diff_id".into()),
+    };
+    *diff_ids = serde_json::json!([""]);
+    if config != expected {
+        return Err("is not the one envkit writes for this platform".into());
+    }
+    Ok(diff_id)
 }
 
 #[derive(Deserialize)]
@@ -89,14 +119,71 @@ struct RootFs {
 }
 
 /// One layer to pull: what the manifest and config say of it.
-struct Wanted {
-    name: String,
-    key: String,
-    kind: LayerKind,
-    parent: Option<String>,
-    diff_id: String,
-    blob: LayerBlob,
-    compression: BlobCompression,
+pub(super) struct Wanted {
+    pub name: String,
+    pub key: String,
+    pub kind: LayerKind,
+    pub parent: Option<String>,
+    pub diff_id: String,
+    pub blob: LayerBlob,
+    pub compression: BlobCompression,
+}
+
+/// Whether a layer had to be downloaded.
+pub(super) enum Fetched {
+    AlreadyInStore,
+    Downloaded,
+}
+
+/// Puts `layer` into the store unless it is there, and checks that the store's copy is the
+/// one the image names.
+pub(super) fn fetch_layer(
+    client: &Client,
+    store: &Store,
+    layer: &Wanted,
+    clamp: u64,
+) -> Result<(LayerRecord, Fetched)> {
+    let fetched = match store.layer(&layer.key).map_err(BuildError::from)? {
+        Some(_) => Fetched::AlreadyInStore,
+        None => {
+            let path = download(client, &layer.blob)?;
+            let imported = import_layer(
+                store,
+                &LayerBlobFile {
+                    name: &layer.name,
+                    key: &layer.key,
+                    kind: layer.kind.clone(),
+                    parent: layer.parent.clone(),
+                    diff_id: &layer.diff_id,
+                    compression: layer.compression,
+                    path: &path,
+                },
+                clamp,
+            );
+            let _ = std::fs::remove_file(&path);
+            imported.map_err(import_error)?;
+            if let Some(compression) = match layer.compression {
+                BlobCompression::Gzip => Some(LayerCompression::Gzip),
+                BlobCompression::Zstd => Some(LayerCompression::Zstd),
+                BlobCompression::None => None,
+            } {
+                // A push of the same layer then asks for this blob without compressing.
+                remember_blob(store, &layer.key, compression, &layer.blob);
+            }
+            Fetched::Downloaded
+        }
+    };
+    let record = store.existing_layer(&layer.key).map_err(BuildError::from)?;
+    if record.diff_id != layer.diff_id {
+        return Err(Error::user(
+            format!(
+                "the store's {} layer (key {}) is {}, but the registry names {} for it",
+                layer.name, layer.key, record.diff_id, layer.diff_id
+            ),
+            Some("`env verify` checks the store's copy".into()),
+        ));
+    }
+    Ok((record, fetched))
 }
 
 /// `env pull REF`: the image for this machine's platform, into the store.
@@ -200,38 +287,13 @@ pub fn pull(reference: &str, transport: Transport) -> Result<Pulled> {
     let present = AtomicUsize::new(0);
     let fetched_bytes = Mutex::new(0u64);
     let fetch = |layer: &Wanted| -> Result<ImageLayer> {
-        let stored = store.layer(&layer.key).map_err(BuildError::from)?;
-        let record = match stored {
-            Some(record) => {
+        let (record, fetched) = fetch_layer(&client, &store, layer, clamp)?;
+        match fetched {
+            Fetched::AlreadyInStore => {
                 present.fetch_add(1, Ordering::Relaxed);
                 say(&format!("{}: already in the store", layer.name));
-                record
             }
-            None => {
-                let path = download(&client, &layer.blob)?;
-                let imported = import_layer(
-                    &store,
-                    &LayerBlobFile {
-                        name: &layer.name,
-                        key: &layer.key,
-                        kind: layer.kind.clone(),
-                        parent: layer.parent.clone(),
-                        diff_id: &layer.diff_id,
-                        compression: layer.compression,
-                        path: &path,
-                    },
-                    clamp,
-                );
-                let _ = std::fs::remove_file(&path);
-                imported.map_err(import_error)?;
-                if let Some(compression) = match layer.compression {
-                    BlobCompression::Gzip => Some(LayerCompression::Gzip),
-                    BlobCompression::Zstd => Some(LayerCompression::Zstd),
-                    BlobCompression::None => None,
-                } {
-                    // A push of the same layer then asks for this blob without compressing.
-                    remember_blob(&store, &layer.key, compression, &layer.blob);
-                }
+            Fetched::Downloaded => {
                 if let Ok(mut fetched) = fetched_bytes.lock() {
                     *fetched += layer.blob.size;
                 }
@@ -240,17 +302,7 @@ pub fn pull(reference: &str, transport: Transport) -> Result<Pulled> {
                     layer.name,
                     human_bytes(layer.blob.size)
                 ));
-                store.existing_layer(&layer.key).map_err(BuildError::from)?
             }
-        };
-        if record.diff_id != layer.diff_id {
-            return Err(Error::user(
-                format!(
-                    "the store's {} layer (key {}) is {}, but `{reference}` names {} for it",
-                    layer.name, layer.key, record.diff_id, layer.diff_id
-                ),
-                Some("`env verify` checks the store's copy".into()),
-            ));
         }
         Ok(ImageLayer {
             name: layer.name.clone(),
@@ -339,7 +391,7 @@ fn platform_manifest(
 }
 
 /// A config blob: small, read whole and checked against its digest.
-fn fetch_small_blob(client: &Client, digest: &str) -> Result<Vec<u8>> {
+pub(super) fn fetch_small_blob(client: &Client, digest: &str) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut hasher = Sha256::new();
     client
@@ -349,7 +401,7 @@ fn fetch_small_blob(client: &Client, digest: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn check_digest(digest: &str, hasher: Sha256) -> Result<()> {
+pub(super) fn check_digest(digest: &str, hasher: Sha256) -> Result<()> {
     let actual = format!("sha256:{}", crate::fetch::hex(&hasher.finalize()));
     if actual == digest {
         Ok(())

@@ -17,7 +17,7 @@ use crate::build::gc::StoreUse;
 use crate::build::image::{BuildError, Image, ImageLayer, LayerBlob, oci_config, oci_platform};
 use crate::build::store::Store;
 use crate::ops::{Error, LockMode, Project, Result, say};
-use crate::registry::Access;
+use crate::registry::{Access, Client};
 
 /// What `env push` did.
 pub struct Pushed {
@@ -66,48 +66,28 @@ pub fn push(
     let client = client(&reference, Access::Push, transport)?;
     say(&format!("pushing {} to {reference}", image.name));
     let clamp = crate::build::base::source_date_epoch(&lock);
-    let scratch = store.tmp_dir();
-    std::fs::create_dir_all(&scratch)
-        .map_err(|source| Error::io(format!("cannot create `{}`", scratch.display()), source))?;
-    // Each layer the registry lacks is compressed and sent, a few at a time; a layer pushed
-    // before is asked for by the digest it had then, without compressing it again.
+    // Each layer the registry lacks is compressed and sent, a few at a time.
     let present = AtomicUsize::new(0);
     let sent_bytes = Mutex::new(0u64);
     let send = |layer: &ImageLayer| -> Result<LayerBlob> {
-        if let Some(known) = known_blob(&store, &layer.key, compression)
-            && client.has_blob(&known.digest).map_err(registry_error)?
-        {
-            present.fetch_add(1, Ordering::Relaxed);
-            say(&format!("{}: already in the registry", layer.name));
-            return Ok(known);
+        let (blob, sent) = send_layer(&client, &store, layer, (clamp, compression))?;
+        match sent {
+            Sent::AlreadyThere => {
+                present.fetch_add(1, Ordering::Relaxed);
+                say(&format!("{}: already in the registry", layer.name));
+            }
+            Sent::Uploaded => {
+                if let Ok(mut sent) = sent_bytes.lock() {
+                    *sent += blob.size;
+                }
+                say(&format!("{}: sent {}", layer.name, human_bytes(blob.size)));
+            }
         }
-        let (file, blob) = compress_layer(&store, layer, (clamp, compression), &scratch)
-            .map_err(crate::ops::export::export_error)?;
-        if client.has_blob(&blob.digest).map_err(registry_error)? {
-            present.fetch_add(1, Ordering::Relaxed);
-            say(&format!("{}: already in the registry", layer.name));
-            return Ok(blob);
-        }
-        client
-            .upload_blob(&blob.digest, file.path(), blob.size)
-            .map_err(registry_error)?;
-        if let Ok(mut sent) = sent_bytes.lock() {
-            *sent += blob.size;
-        }
-        say(&format!("{}: sent {}", layer.name, human_bytes(blob.size)));
         Ok(blob)
     };
     let blobs = in_parallel(&image.layers, &send)?;
     let config = oci_config(&image.architecture, &image.layers);
-    let config_digest = format!("sha256:{}", crate::fetch::sha256_hex(&config));
-    if !client.has_blob(&config_digest).map_err(registry_error)? {
-        let path = scratch.join(format!(".envkit-push-config-{}", std::process::id()));
-        std::fs::write(&path, &config)
-            .map_err(|source| Error::io(format!("cannot write `{}`", path.display()), source))?;
-        let sent = client.upload_blob(&config_digest, &path, config.len() as u64);
-        let _ = std::fs::remove_file(&path);
-        sent.map_err(registry_error)?;
-    }
+    send_config(&client, &store, &config)?;
     let manifest = push_manifest(&image, clamp, &config, &blobs);
     let manifest_digest = client
         .put_manifest(
@@ -141,6 +121,61 @@ pub fn push(
         layers_present,
         bytes_sent: sent_bytes.into_inner().unwrap_or_default(),
     })
+}
+
+/// Whether a blob had to be sent.
+pub(super) enum Sent {
+    AlreadyThere,
+    Uploaded,
+}
+
+/// Sends `layer`'s blob, compressed so, unless the registry has it. The blob the layer gave
+/// last time is asked for first, without compressing the layer again.
+pub(super) fn send_layer(
+    client: &Client,
+    store: &Store,
+    layer: &ImageLayer,
+    (clamp, compression): (u64, LayerCompression),
+) -> Result<(LayerBlob, Sent)> {
+    if let Some(known) = known_blob(store, &layer.key, compression)
+        && client.has_blob(&known.digest).map_err(registry_error)?
+    {
+        return Ok((known, Sent::AlreadyThere));
+    }
+    let scratch = store.tmp_dir();
+    std::fs::create_dir_all(&scratch)
+        .map_err(|source| Error::io(format!("cannot create `{}`", scratch.display()), source))?;
+    let (file, blob) = compress_layer(store, layer, (clamp, compression), &scratch)
+        .map_err(crate::ops::export::export_error)?;
+    if client.has_blob(&blob.digest).map_err(registry_error)? {
+        return Ok((blob, Sent::AlreadyThere));
+    }
+    client
+        .upload_blob(&blob.digest, file.path(), blob.size)
+        .map_err(registry_error)?;
+    Ok((blob, Sent::Uploaded))
+}
+
+/// Sends a config blob unless the registry has it; returns its descriptor's digest.
+pub(super) fn send_config(client: &Client, store: &Store, config: &[u8]) -> Result<String> {
+    let digest = format!("sha256:{}", crate::fetch::sha256_hex(config));
+    if client.has_blob(&digest).map_err(registry_error)? {
+        return Ok(digest);
+    }
+    let scratch = store.tmp_dir();
+    std::fs::create_dir_all(&scratch)
+        .map_err(|source| Error::io(format!("cannot create `{}`", scratch.display()), source))?;
+    let path = scratch.join(format!(
+        ".envkit-push-config-{}-{}",
+        std::process::id(),
+        &digest[7..19]
+    ));
+    std::fs::write(&path, config)
+        .map_err(|source| Error::io(format!("cannot write `{}`", path.display()), source))?;
+    let sent = client.upload_blob(&digest, &path, config.len() as u64);
+    let _ = std::fs::remove_file(&path);
+    sent.map_err(registry_error)?;
+    Ok(digest)
 }
 
 /// The tag in an image's name (`NAME:TAG`).
