@@ -38,8 +38,7 @@ pub fn run(args: &BuildArgs, file: Option<&Path>) -> Result<(), Failure> {
         }
         return Ok(());
     }
-    let (image, pushed) =
-        ops::image::build_image(&project, args.locking.mode(), args.push_cache)?;
+    let (image, pushed) = ops::image::build_image(&project, args.locking.mode(), args.push_cache)?;
     eprintln!("image {}  id {}", image.name, image.id);
     for layer in &image.layers {
         eprintln!(

@@ -11,10 +11,10 @@ use crate::build::image::{
 use crate::build::plan::BuildPlan;
 use crate::build::store::Store;
 use crate::build::{roots, shortcut};
+use crate::mirror::Mirrors;
 use crate::ops::registry::{
     CachePushed, TEAM_CACHE_VAR, TeamCache, fill_from_cache, push_to_cache,
 };
-use crate::mirror::Mirrors;
 use crate::solve::lockfile::Lock;
 use crate::spec::Spec;
 
@@ -42,7 +42,12 @@ pub fn build_from_lock(
     let lock = super::lock::current_lock_at(spec, lock_file, mode)?;
     let context = ImageContext::new(spec)?;
     let cache = TeamCache::configured(spec)?;
-    build_and_record(lock_file, &context.inputs(spec, &lock), cache.as_ref(), store)
+    build_and_record(
+        lock_file,
+        &context.inputs(spec, &lock),
+        cache.as_ref(),
+        store,
+    )
 }
 
 /// `env build`: the project's image, built as needed; with `push_cache`, every layer of it

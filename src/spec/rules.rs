@@ -255,7 +255,9 @@ pub fn cache_repository(text: &str) -> Result<(), Broken> {
     if parts.is_empty() || !parts.iter().all(|part| component_ok(part)) {
         return Err(broken(
             format!("`{text}` is not a registry repository"),
-            format!("use lowercase letters, digits, `.`, `_` and `-` between slashes; write {example}"),
+            format!(
+                "use lowercase letters, digits, `.`, `_` and `-` between slashes; write {example}"
+            ),
         ));
     }
     Ok(())

@@ -15,8 +15,7 @@ mod team_cache;
 pub use pull::{Pulled, pull};
 pub use push::{Pushed, push};
 pub use team_cache::{
-    CachePushed, TEAM_CACHE_INSECURE_VAR, TEAM_CACHE_VAR, TeamCache, fill_from_cache,
-    push_to_cache,
+    CachePushed, TEAM_CACHE_INSECURE_VAR, TEAM_CACHE_VAR, TeamCache, fill_from_cache, push_to_cache,
 };
 
 use super::{Error, Result};

@@ -163,9 +163,9 @@ fn warn_unusable(cache: &TeamCache, error: &Error) {
 /// Why a cached layer is not used.
 enum CacheMiss {
     /// This layer's entry is wrong: the others may still be fine.
-    Unusable(Error),
+    Unusable(Box<Error>),
     /// The registry cannot be asked at all.
-    Unreachable(Error),
+    Unreachable(Box<Error>),
 }
 
 /// What the cache holds for `planned`, checked against the plan: `None` when it has nothing.
@@ -179,12 +179,13 @@ fn cached_layer(
         Ok(manifest) => manifest,
         Err(RegistryError::NotFound { .. }) => return Ok(None),
         Err(error @ (RegistryError::Network { .. } | RegistryError::Unauthorized { .. })) => {
-            return Err(CacheMiss::Unreachable(registry_error(error)));
+            return Err(CacheMiss::Unreachable(Box::new(registry_error(error))));
         }
-        Err(error) => return Err(CacheMiss::Unusable(registry_error(error))),
+        Err(error) => return Err(CacheMiss::Unusable(Box::new(registry_error(error)))),
     };
-    let unusable = |reason: String| CacheMiss::Unusable(Error::user(reason, None));
-    let parsed = check_manifest_layers(&manifest.bytes).map_err(CacheMiss::Unusable)?;
+    let unusable = |reason: String| CacheMiss::Unusable(Box::new(Error::user(reason, None)));
+    let parsed = check_manifest_layers(&manifest.bytes)
+        .map_err(|error| CacheMiss::Unusable(Box::new(error)))?;
     let annotation = |name: &str| parsed.annotations.get(name).map(String::as_str);
     let expected = [
         (LAYER_KEY_ANNOTATION, Some(planned.key.clone())),
@@ -213,7 +214,8 @@ fn cached_layer(
             layer.media_type
         ))
     })?;
-    let config = fetch_small_blob(client, &parsed.config.digest).map_err(CacheMiss::Unusable)?;
+    let config = fetch_small_blob(client, &parsed.config.digest)
+        .map_err(|error| CacheMiss::Unusable(Box::new(error)))?;
     let expected_config = oci_config(
         architecture,
         &[ImageLayer {
