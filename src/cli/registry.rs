@@ -35,7 +35,7 @@ pub fn push(args: &PushArgs, file: Option<&Path>) -> Result<(), Failure> {
         Compression::Gzip => LayerCompression::Gzip,
         Compression::Zstd => LayerCompression::Zstd,
     };
-    let pushed = ops::registry::push(
+    let pushed = ops::push::push(
         &project(file)?,
         &args.reference,
         compression,
@@ -67,7 +67,7 @@ pub struct PullArgs {
 }
 
 pub fn pull(args: &PullArgs) -> Result<(), Failure> {
-    let pulled = ops::registry::pull(
+    let pulled = ops::pull::pull(
         &args.reference,
         Transport {
             insecure: args.insecure,

@@ -10,7 +10,8 @@
 //! - [`peers`]: `env up`, `down`, `ps`, `logs`, and the supervisor's entry.
 //! - [`verify`]: `env verify`, the image against its layers' trees.
 //! - [`inspect`], [`export`], [`store`] (images, gc, volumes), [`init`].
-//! - [`registry`]: `env push` and `env pull`.
+//! - [`push`], [`pull`]: `env push` and `env pull`; [`registry`]: what they and the team
+//!   cache share.
 //!
 //! Progress goes to stderr as it happens ([`say`]); results are returned for the CLI to render.
 
@@ -21,6 +22,8 @@ pub mod inspect;
 pub mod lock;
 pub mod peers;
 pub mod project;
+pub mod pull;
+pub mod push;
 pub mod registry;
 pub mod session;
 pub mod store;

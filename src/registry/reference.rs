@@ -72,6 +72,11 @@ impl Reference {
             _ if name.contains('/') => (DOCKER_HUB.to_string(), name.to_string()),
             _ => (DOCKER_HUB.to_string(), format!("library/{name}")),
         };
+        if !is_registry_host(&registry) {
+            return Err(fail(
+                "a registry is a host name or address, with an optional numeric port",
+            ));
+        }
         if !is_repository(&repository) {
             return Err(fail(
                 "a repository name is lowercase letters, digits and `._-` in parts separated by `/`",
@@ -128,6 +133,24 @@ impl fmt::Display for Reference {
         }
         Ok(())
     }
+}
+
+/// `host`, `host:port`, `[v6]:port`: letters, digits, `.` and `-`, and a port of digits.
+fn is_registry_host(registry: &str) -> bool {
+    let (host, port) = if let Some(rest) = registry.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, port)) => (v6, port.strip_prefix(':').unwrap_or(port)),
+            None => return false,
+        }
+    } else {
+        registry.split_once(':').unwrap_or((registry, ""))
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+    let port_ok = port.is_empty() && !registry.ends_with(':') || port.parse::<u16>().is_ok();
+    host_ok && port_ok
 }
 
 pub fn is_digest(text: &str) -> bool {

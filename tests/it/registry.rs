@@ -496,3 +496,134 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// CI fills the team cache with `env build --push-cache`; a new hire's first `env run` in an
+/// empty store pulls every layer from it and never runs dpkg; an entry that is not the layer
+/// its tag names is refused and that layer built instead.
+#[test]
+fn a_new_hire_pulls_every_layer_ci_pushed_to_the_team_cache() {
+    if !can_test("the team cache on docker-registry") {
+        return;
+    }
+    let registry = Registry::start(None);
+    let cache_repository = format!("{}/team/cache", registry.address);
+    let project = python_project();
+    let built = image(project.path(), &shared_store());
+    let layers = built["layers"].as_array().unwrap().len();
+    let ci = |args: &[&str]| {
+        run(envkit(project.path(), args)
+            .env("ENVKIT_CACHE_DIR", shared_cache())
+            .env("ENVKIT_STORE_DIR", shared_store())
+            .env("ENVKIT_TEAM_CACHE", &cache_repository)
+            .env("ENVKIT_TEAM_CACHE_INSECURE", "1")
+            .env("DOCKER_CONFIG", project.path().join("no-docker-config")))
+    };
+
+    let without = in_store(
+        project.path(),
+        &shared_store(),
+        &shared_cache(),
+        &["build", "--push-cache"],
+    );
+    assert_eq!(without.code, Some(2), "{}", without.transcript());
+    assert!(
+        without
+            .stderr
+            .contains("`--push-cache` needs a team cache, and none is configured"),
+        "{}",
+        without.stderr
+    );
+    let filled = ci(&["build", "--locked", "--push-cache"]);
+    assert_eq!(filled.code, Some(0), "{}", filled.transcript());
+    assert!(
+        filled
+            .stderr
+            .contains(&format!("team cache: {layers} layers sent")),
+        "{}",
+        filled.stderr
+    );
+    let again = ci(&["build", "--locked", "--push-cache"]);
+    assert!(
+        again.stderr.contains(&format!(
+            "team cache: 0 layers sent (0 B), {layers} already there"
+        )),
+        "{}",
+        again.stderr
+    );
+
+    // The new hire's project names the cache in env.kdl.
+    let text = std::fs::read_to_string(project.path().join("env.kdl")).unwrap();
+    std::fs::write(
+        project.path().join("env.kdl"),
+        format!("{text}cache \"{cache_repository}\" insecure=#true\n"),
+    )
+    .unwrap();
+    let laptop = tempfile::tempdir().unwrap();
+    let (store, cache) = (laptop.path().join("store"), laptop.path().join("cache"));
+    let first = in_store(
+        project.path(),
+        &store,
+        &cache,
+        &[
+            "run",
+            "--locked",
+            "--",
+            "python3",
+            "-c",
+            "print('from the cache')",
+        ],
+    );
+    assert_eq!(first.code, Some(0), "{}", first.transcript());
+    assert_eq!(first.stdout, "from the cache\n");
+    assert_eq!(
+        first.stderr.matches("from the team cache").count(),
+        layers,
+        "{}",
+        first.stderr
+    );
+    assert!(!first.stderr.contains("building"), "{}", first.stderr);
+    assert!(!cache.join("debs-v1").exists(), "no .deb was downloaded");
+    assert_eq!(diff_ids(&image(project.path(), &store)), diff_ids(&built));
+
+    // The top layer's tag made to hold the base layer's manifest: refused, and built.
+    let keys: Vec<&str> = built["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| layer["key"].as_str().unwrap())
+        .collect();
+    let copied = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
+        .arg(format!("docker://{cache_repository}:layer-{}", keys[0]))
+        .arg(format!(
+            "docker://{cache_repository}:layer-{}",
+            keys[layers - 1]
+        ))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{copied:?}");
+    let other = tempfile::tempdir().unwrap();
+    let (store, cache) = (other.path().join("store"), other.path().join("cache"));
+    let mixed = in_store(project.path(), &store, &cache, &["build", "--locked"]);
+    assert_eq!(mixed.code, Some(0), "{}", mixed.transcript());
+    let top = built["layers"][layers - 1]["name"].as_str().unwrap();
+    assert!(
+        mixed.stderr.contains(&format!(
+            "warning: the team cache's {top} layer is not used: its manifest says dev.envkit.layer.key"
+        )),
+        "{}",
+        mixed.stderr
+    );
+    assert!(
+        mixed.stderr.contains(&format!("building {top} layer")),
+        "{}",
+        mixed.stderr
+    );
+    assert_eq!(
+        mixed.stderr.matches("from the team cache").count(),
+        layers - 1,
+        "{}",
+        mixed.stderr
+    );
+    assert_eq!(diff_ids(&image(project.path(), &store)), diff_ids(&built));
+}

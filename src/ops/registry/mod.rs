@@ -1,4 +1,5 @@
-//! `env push REF` and `env pull REF`: the project's image to and from an OCI registry.
+//! What `env push`, `env pull` (`ops::push`, `ops::pull`) and the team cache share: the
+//! annotations, the client for a reference, and moving layers ([`transfer`]).
 //!
 //! A pushed image is an index for its one platform, pointing at a manifest whose config is the
 //! image's own (the bytes its id covers) and whose layers are the canonical layer tars,
@@ -8,12 +9,9 @@
 //! builds nothing. A pulled layer is unpacked into the store and must give its config's
 //! diff_id again, or it is refused.
 
-mod pull;
-mod push;
 mod team_cache;
+pub mod transfer;
 
-pub use pull::{Pulled, pull};
-pub use push::{Pushed, push};
 pub use team_cache::{
     CachePushed, TEAM_CACHE_INSECURE_VAR, TEAM_CACHE_VAR, TeamCache, fill_from_cache, push_to_cache,
 };
@@ -27,10 +25,10 @@ pub const SOURCE_DATE_EPOCH_ANNOTATION: &str = "dev.envkit.source-date-epoch";
 pub const LAYER_KEY_ANNOTATION: &str = "dev.envkit.layer.key";
 pub const LAYER_KIND_ANNOTATION: &str = "dev.envkit.layer.kind";
 
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// Blobs sent or fetched at once.
 const PARALLEL_TRANSFERS: usize = 4;
@@ -42,7 +40,7 @@ pub struct Transport {
     pub insecure: bool,
 }
 
-fn registry_error(error: RegistryError) -> Error {
+pub(crate) fn registry_error(error: RegistryError) -> Error {
     let hint = error.hint();
     if error.is_user_error() {
         Error::user(error.to_string(), hint)
@@ -51,11 +49,15 @@ fn registry_error(error: RegistryError) -> Error {
     }
 }
 
-fn parse_reference(text: &str) -> Result<Reference> {
+pub(crate) fn parse_reference(text: &str) -> Result<Reference> {
     Reference::parse(text).map_err(|error| registry_error(error.into()))
 }
 
-fn client(reference: &Reference, access: Access, transport: Transport) -> Result<Client> {
+pub(crate) fn client(
+    reference: &Reference,
+    access: Access,
+    transport: Transport,
+) -> Result<Client> {
     let credentials = crate::registry::auth::credentials_for(&reference.registry)
         .map_err(|error| registry_error(error.into()))?;
     Client::new(reference, access, transport.insecure, credentials).map_err(registry_error)
@@ -63,7 +65,7 @@ fn client(reference: &Reference, access: Access, transport: Transport) -> Result
 
 /// Runs `work` on each item, [`PARALLEL_TRANSFERS`] at a time; the results in the items'
 /// order, or the first error (the other workers stop at their next item).
-fn in_parallel<T: Sync, R: Send>(
+pub(crate) fn in_parallel<T: Sync, R: Send>(
     items: &[T],
     work: &(dyn Fn(&T) -> Result<R> + Sync),
 ) -> Result<Vec<R>> {

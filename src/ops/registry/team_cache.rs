@@ -14,8 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
 
-use super::pull::{Fetched, Wanted, check_manifest_layers, fetch_layer, fetch_small_blob};
-use super::push::{Sent, send_config, send_layer};
+use super::transfer::{
+    Fetched, Sent, Wanted, check_manifest_layers, fetch_layer, fetch_small_blob, send_config,
+    send_layer, single_diff_id,
+};
 use super::{
     LAYER_KEY_ANNOTATION, LAYER_KIND_ANNOTATION, OCI_CONFIG, OCI_MANIFEST,
     SOURCE_DATE_EPOCH_ANNOTATION, in_parallel, registry_error,
@@ -225,7 +227,7 @@ fn cached_layer(
             size: 0,
         }],
     );
-    let diff_id = super::pull::single_diff_id(&config, &expected_config)
+    let diff_id = single_diff_id(&config, &expected_config)
         .map_err(|reason| unusable(format!("its config {reason}")))?;
     Ok(Some(Wanted {
         name: planned.kind.name(),

@@ -6,18 +6,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
 
-use super::{
+use super::registry::transfer::{Sent, send_config, send_layer};
+use super::registry::{
     IMAGE_NAME_ANNOTATION, LAYER_KEY_ANNOTATION, LAYER_KIND_ANNOTATION, OCI_CONFIG, OCI_INDEX,
     OCI_MANIFEST, SOURCE_DATE_EPOCH_ANNOTATION, Transport, client, in_parallel, parse_reference,
     registry_error,
 };
+use super::{Error, LockMode, Project, Result, say};
 use crate::build::download::human_bytes;
-use crate::build::export::{LayerCompression, compress_layer, known_blob};
+use crate::build::export::LayerCompression;
 use crate::build::gc::StoreUse;
 use crate::build::image::{BuildError, Image, ImageLayer, LayerBlob, oci_config, oci_platform};
 use crate::build::store::Store;
-use crate::ops::{Error, LockMode, Project, Result, say};
-use crate::registry::{Access, Client};
+use crate::registry::Access;
 
 /// What `env push` did.
 pub struct Pushed {
@@ -121,61 +122,6 @@ pub fn push(
         layers_present,
         bytes_sent: sent_bytes.into_inner().unwrap_or_default(),
     })
-}
-
-/// Whether a blob had to be sent.
-pub(super) enum Sent {
-    AlreadyThere,
-    Uploaded,
-}
-
-/// Sends `layer`'s blob, compressed so, unless the registry has it. The blob the layer gave
-/// last time is asked for first, without compressing the layer again.
-pub(super) fn send_layer(
-    client: &Client,
-    store: &Store,
-    layer: &ImageLayer,
-    (clamp, compression): (u64, LayerCompression),
-) -> Result<(LayerBlob, Sent)> {
-    if let Some(known) = known_blob(store, &layer.key, compression)
-        && client.has_blob(&known.digest).map_err(registry_error)?
-    {
-        return Ok((known, Sent::AlreadyThere));
-    }
-    let scratch = store.tmp_dir();
-    std::fs::create_dir_all(&scratch)
-        .map_err(|source| Error::io(format!("cannot create `{}`", scratch.display()), source))?;
-    let (file, blob) = compress_layer(store, layer, (clamp, compression), &scratch)
-        .map_err(crate::ops::export::export_error)?;
-    if client.has_blob(&blob.digest).map_err(registry_error)? {
-        return Ok((blob, Sent::AlreadyThere));
-    }
-    client
-        .upload_blob(&blob.digest, file.path(), blob.size)
-        .map_err(registry_error)?;
-    Ok((blob, Sent::Uploaded))
-}
-
-/// Sends a config blob unless the registry has it; returns its descriptor's digest.
-pub(super) fn send_config(client: &Client, store: &Store, config: &[u8]) -> Result<String> {
-    let digest = format!("sha256:{}", crate::fetch::sha256_hex(config));
-    if client.has_blob(&digest).map_err(registry_error)? {
-        return Ok(digest);
-    }
-    let scratch = store.tmp_dir();
-    std::fs::create_dir_all(&scratch)
-        .map_err(|source| Error::io(format!("cannot create `{}`", scratch.display()), source))?;
-    let path = scratch.join(format!(
-        ".envkit-push-config-{}-{}",
-        std::process::id(),
-        &digest[7..19]
-    ));
-    std::fs::write(&path, config)
-        .map_err(|source| Error::io(format!("cannot write `{}`", path.display()), source))?;
-    let sent = client.upload_blob(&digest, &path, config.len() as u64);
-    let _ = std::fs::remove_file(&path);
-    sent.map_err(registry_error)?;
-    Ok(digest)
 }
 
 /// The tag in an image's name (`NAME:TAG`).
