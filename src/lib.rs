@@ -27,6 +27,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod civil_time;
 pub mod cli;
 pub mod debian;
 pub mod fetch;

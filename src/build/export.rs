@@ -34,7 +34,7 @@ use flate2::{Compression, GzBuilder};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::image::{Image, ImageLayer, LayerBlob, image_id, oci_config, oci_manifest};
+use super::image::{Image, ImageLayer, LayerBlob, image_id, oci_manifest};
 use super::layer_tar::{LayerTarError, TarOptions, write_layer_tar};
 use super::store::{Store, StoreError};
 
@@ -94,7 +94,7 @@ impl ExportError {
     }
 }
 
-fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+pub(super) fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
     move |source| ExportError::Write {
         path: path.to_path_buf(),
         source,
@@ -104,24 +104,52 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
 /// What was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exported {
-    /// `sha256:<hex>` of the archive's manifest.
-    pub manifest_digest: String,
+    /// `sha256:<hex>` of an OCI archive's manifest, or of a Docker archive's config (the image
+    /// ID `docker images` shows).
+    pub digest: String,
     /// Bytes of the archive.
     pub bytes: u64,
 }
 
-/// The default file name of an image's archive: `NAME-TAG.oci.tar`.
-pub fn archive_name(image: &Image) -> String {
-    format!("{}.oci.tar", image.name.replace([':', '/'], "-"))
+/// Which kind of archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArchiveFormat {
+    /// An OCI image layout (`podman load`, `skopeo copy oci-archive:`).
+    #[default]
+    Oci,
+    /// What `docker save` writes and `docker load` reads.
+    Docker,
+}
+
+/// What goes into an archive.
+#[derive(Debug, Clone, Copy)]
+pub struct Archive<'a> {
+    pub image: &'a Image,
+    /// The config the archive carries: [`super::image::oci_config_with`] of the image's
+    /// layers and what its env file says it runs.
+    pub config: &'a [u8],
+    pub format: ArchiveFormat,
+    /// The lock's SOURCE_DATE_EPOCH: every layer's tar depends on it, and the archive's members
+    /// carry it as their time.
+    pub clamp_mtime: u64,
+}
+
+/// The default file name of an image's archive: `NAME-TAG.oci.tar` or `NAME-TAG.docker.tar`.
+pub fn archive_name(image: &Image, format: ArchiveFormat) -> String {
+    let kind = match format {
+        ArchiveFormat::Oci => "oci",
+        ArchiveFormat::Docker => "docker",
+    };
+    format!("{}.{kind}.tar", image.name.replace([':', '/'], "-"))
 }
 
 /// Writes the archive to `path` atomically (a temporary file beside it, then a rename).
 pub fn export_to_file(
     store: &Store,
-    image: &Image,
-    clamp_mtime: u64,
+    archive: &Archive<'_>,
     path: &Path,
 ) -> Result<Exported, ExportError> {
+    let image = archive.image;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -129,12 +157,12 @@ pub fn export_to_file(
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| archive_name(image));
+        .unwrap_or_else(|| archive_name(image, archive.format));
     let temporary = dir.join(format!(".{name}.partial-{}", std::process::id()));
     let scratch = Scratch::new(temporary.clone());
     let file = File::create(&temporary).map_err(write_error(path))?;
     let mut out = BufWriter::new(file);
-    let exported = write_archive(store, image, clamp_mtime, dir, &mut out, path)?;
+    let exported = write_archive(store, archive, dir, &mut out, path)?;
     let file = out
         .into_inner()
         .map_err(|e| e.into_error())
@@ -145,20 +173,23 @@ pub fn export_to_file(
     Ok(exported)
 }
 
-/// Writes the archive of `image` to `out` (named `shown` in errors), compressing layers into
-/// temporary files in `scratch_dir` first.
+/// Writes `archive` to `out` (named `shown` in errors); an OCI archive's layers are compressed
+/// into temporary files in `scratch_dir` first.
 pub fn write_archive(
     store: &Store,
-    image: &Image,
-    clamp_mtime: u64,
+    archive: &Archive<'_>,
     scratch_dir: &Path,
     out: impl Write,
     shown: &Path,
 ) -> Result<Exported, ExportError> {
+    let (image, clamp_mtime) = (archive.image, archive.clamp_mtime);
     if image_id(&image.architecture, &image.layers) != image.id {
         return Err(ExportError::Record {
             image: image.name.clone(),
         });
+    }
+    if archive.format == ArchiveFormat::Docker {
+        return super::docker_archive::write(store, archive, out, shown);
     }
     let layers = compress_layers(
         store,
@@ -167,9 +198,9 @@ pub fn write_archive(
         scratch_dir,
         LayerCompression::Gzip,
     )?;
-    let config = oci_config(&image.architecture, &image.layers);
+    let config = archive.config;
     let blobs: Vec<LayerBlob> = layers.iter().map(|(_, blob)| blob.clone()).collect();
-    let manifest = oci_manifest(&config, &blobs);
+    let manifest = oci_manifest(config, &blobs);
     let manifest_digest = format!("sha256:{}", crate::fetch::sha256_hex(&manifest));
     let tag = image
         .name
@@ -191,8 +222,8 @@ pub fn write_archive(
     // Blobs by digest, each once (two empty setup layers compress alike).
     let mut members: Vec<(String, Content<'_>)> = vec![
         (
-            hex_of(&format!("sha256:{}", crate::fetch::sha256_hex(&config))),
-            Content::Bytes(&config),
+            hex_of(&format!("sha256:{}", crate::fetch::sha256_hex(config))),
+            Content::Bytes(config),
         ),
         (hex_of(&manifest_digest), Content::Bytes(&manifest)),
     ];
@@ -207,7 +238,7 @@ pub fn write_archive(
         .and_then(|()| counted.flush())
         .map_err(write_error(shown))?;
     Ok(Exported {
-        manifest_digest,
+        digest: manifest_digest,
         bytes: counted.size,
     })
 }
@@ -257,7 +288,7 @@ fn hex_of(digest: &str) -> String {
     digest.trim_start_matches("sha256:").to_string()
 }
 
-fn header(
+pub(super) fn header(
     path: &str,
     kind: tar::EntryType,
     mode: u32,
@@ -276,12 +307,16 @@ fn header(
     Ok(header)
 }
 
-fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &str, mtime: u64) -> std::io::Result<()> {
+pub(super) fn append_dir<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    mtime: u64,
+) -> std::io::Result<()> {
     let header = header(path, tar::EntryType::Directory, 0o755, 0, mtime)?;
     tar.append(&header, std::io::empty())
 }
 
-fn append_file<W: Write>(
+pub(super) fn append_file<W: Write>(
     tar: &mut tar::Builder<W>,
     path: &str,
     size: u64,
@@ -532,9 +567,21 @@ static SCRATCH_COUNTER: AtomicUsize = AtomicUsize::new(0);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::image::oci_config;
     use crate::build::image::testing::{image_of, publish_layer};
     use crate::build::layer_kind::LayerKind;
     use std::io::Read;
+
+    const CLAMP: u64 = 1_700_000_000;
+
+    fn archive<'a>(image: &'a Image, config: &'a [u8], format: ArchiveFormat) -> Archive<'a> {
+        Archive {
+            image,
+            config,
+            format,
+            clamp_mtime: CLAMP,
+        }
+    }
 
     /// The config and manifest bytes are part of every image id: they must not drift.
     #[test]
@@ -597,9 +644,14 @@ mod tests {
     #[test]
     fn the_archive_is_an_oci_layout_and_the_same_every_time() {
         let (dir, store, image) = fixture();
-        let path = dir.path().join("out").join(archive_name(&image));
+        let path = dir
+            .path()
+            .join("out")
+            .join(archive_name(&image, ArchiveFormat::Oci));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let first = export_to_file(&store, &image, 1_700_000_000, &path).unwrap();
+        let config = oci_config("amd64", &image.layers);
+        let oci = archive(&image, &config, ArchiveFormat::Oci);
+        let first = export_to_file(&store, &oci, &path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(first.bytes, bytes.len() as u64);
         assert_eq!(path.file_name().unwrap(), "app-0123456789ab.oci.tar");
@@ -610,15 +662,8 @@ mod tests {
         );
 
         let mut streamed = Vec::new();
-        let second = write_archive(
-            &store,
-            &image,
-            1_700_000_000,
-            dir.path(),
-            &mut streamed,
-            Path::new("-"),
-        )
-        .unwrap();
+        let second =
+            write_archive(&store, &oci, dir.path(), &mut streamed, Path::new("-")).unwrap();
         assert_eq!(first, second);
         assert!(streamed == bytes, "same image, same bytes");
 
@@ -646,7 +691,7 @@ mod tests {
             entry["annotations"]["org.opencontainers.image.ref.name"],
             "0123456789ab"
         );
-        assert_eq!(entry["digest"], first.manifest_digest.as_str());
+        assert_eq!(entry["digest"], first.digest.as_str());
         let manifest: serde_json::Value =
             serde_json::from_slice(&blob(entry["digest"].as_str().unwrap())).unwrap();
         let config: serde_json::Value =
@@ -674,12 +719,80 @@ mod tests {
     }
 
     #[test]
+    fn the_docker_archive_holds_each_layer_tar_by_its_diff_id() {
+        let (dir, store, image) = fixture();
+        let config = oci_config("amd64", &image.layers);
+        let docker = archive(&image, &config, ArchiveFormat::Docker);
+        let path = dir.path().join(archive_name(&image, ArchiveFormat::Docker));
+        assert_eq!(path.file_name().unwrap(), "app-0123456789ab.docker.tar");
+        let first = export_to_file(&store, &docker, &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let mut streamed = Vec::new();
+        let second =
+            write_archive(&store, &docker, dir.path(), &mut streamed, Path::new("-")).unwrap();
+        assert_eq!(first, second);
+        assert!(streamed == bytes, "same image, same bytes");
+        assert_eq!(
+            first.digest,
+            format!("sha256:{}", crate::fetch::sha256_hex(&config)),
+            "the image id docker shows"
+        );
+        let members = members(&bytes);
+        let find = |name: &str| {
+            members
+                .iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("{name} missing"))
+                .1
+                .clone()
+        };
+        let manifest: serde_json::Value = serde_json::from_slice(&find("manifest.json")).unwrap();
+        assert_eq!(manifest[0]["RepoTags"][0], "app:0123456789ab");
+        assert_eq!(
+            find(manifest[0]["Config"].as_str().unwrap()),
+            config,
+            "the config given"
+        );
+        let layers = manifest[0]["Layers"].as_array().unwrap();
+        assert_eq!(layers.len(), image.layers.len());
+        for (name, layer) in layers.iter().zip(&image.layers) {
+            let tar = find(name.as_str().unwrap());
+            assert_eq!(
+                format!("sha256:{}", crate::fetch::sha256_hex(&tar)),
+                layer.diff_id
+            );
+            assert_eq!(
+                name.as_str().unwrap(),
+                format!("{}/layer.tar", layer.diff_id.trim_start_matches("sha256:"))
+            );
+        }
+    }
+
+    #[test]
     fn a_changed_layer_stops_the_export_and_leaves_nothing() {
         let (dir, store, image) = fixture();
         std::fs::write(store.tree("k2").join("usr/bin/packages"), "changed").unwrap();
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
-        let error = export_to_file(&store, &image, 1_700_000_000, &out.join("a.tar")).unwrap_err();
+        let config = oci_config("amd64", &image.layers);
+        for format in [ArchiveFormat::Oci, ArchiveFormat::Docker] {
+            let path = out.join("a.tar");
+            let error =
+                export_to_file(&store, &archive(&image, &config, format), &path).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("the packages layer changed since it was built"),
+                "{error}"
+            );
+            assert!(!path.exists());
+        }
+        let error = export_to_file(
+            &store,
+            &archive(&image, &config, ArchiveFormat::Oci),
+            &out.join("a.tar"),
+        )
+        .unwrap_err();
         assert!(
             error
                 .to_string()
@@ -694,15 +807,17 @@ mod tests {
     fn a_record_that_does_not_match_its_layers_is_refused() {
         let (dir, store, mut image) = fixture();
         image.id = "sha256:00".into();
-        let error = write_archive(
-            &store,
-            &image,
-            1_700_000_000,
-            dir.path(),
-            std::io::sink(),
-            Path::new("-"),
-        )
-        .unwrap_err();
-        assert!(matches!(error, ExportError::Record { .. }), "{error}");
+        let config = oci_config("amd64", &image.layers);
+        for format in [ArchiveFormat::Oci, ArchiveFormat::Docker] {
+            let error = write_archive(
+                &store,
+                &archive(&image, &config, format),
+                dir.path(),
+                std::io::sink(),
+                Path::new("-"),
+            )
+            .unwrap_err();
+            assert!(matches!(error, ExportError::Record { .. }), "{error}");
+        }
     }
 }

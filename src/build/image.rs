@@ -6,6 +6,7 @@
 //! manifest, whose layers are the uncompressed canonical layer tars (so each layer's digest is
 //! its diff_id). Image records live in the store, by name and tag ([`Store::image_record`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -258,15 +259,103 @@ pub struct LayerBlob {
     pub size: u64,
 }
 
-/// The image's OCI config: architecture and diff_ids (bottom first). The bytes are part of
-/// the image id, so any change to them changes every id.
+/// What an image runs with when an engine starts it: the OCI config's `config` object. The
+/// store's own images carry [`ImageConfig::minimal`] (their ids cover it); an exported or
+/// pushed image carries what its env file says.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageConfig {
+    /// `NAME=value`, in order.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub exposed_ports: Vec<u16>,
+    /// Paths inside the image.
+    pub volumes: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// RFC 3339; left out when `None`, so the bytes do not depend on the clock.
+    pub created: Option<String>,
+}
+
+/// The `PATH` Debian's images and Docker's set.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl ImageConfig {
+    /// What the store's images say: the default PATH and bash.
+    pub fn minimal() -> ImageConfig {
+        ImageConfig {
+            env: vec![DEFAULT_PATH.to_string()],
+            cmd: Some(vec!["/bin/bash".to_string()]),
+            ..ImageConfig::default()
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let mut config = serde_json::Map::new();
+        let mut put = |key: &str, value: serde_json::Value| {
+            config.insert(key.to_string(), value);
+        };
+        if !self.env.is_empty() {
+            put("Env", json!(self.env));
+        }
+        if let Some(dir) = &self.working_dir {
+            put("WorkingDir", json!(dir));
+        }
+        if let Some(user) = &self.user {
+            put("User", json!(user));
+        }
+        if let Some(entrypoint) = &self.entrypoint {
+            put("Entrypoint", json!(entrypoint));
+        }
+        if let Some(cmd) = &self.cmd {
+            put("Cmd", json!(cmd));
+        }
+        if !self.exposed_ports.is_empty() {
+            let ports: serde_json::Map<String, serde_json::Value> = self
+                .exposed_ports
+                .iter()
+                .map(|port| (format!("{port}/tcp"), json!({})))
+                .collect();
+            put("ExposedPorts", serde_json::Value::Object(ports));
+        }
+        if !self.volumes.is_empty() {
+            let volumes: serde_json::Map<String, serde_json::Value> = self
+                .volumes
+                .iter()
+                .map(|path| (path.clone(), json!({})))
+                .collect();
+            put("Volumes", serde_json::Value::Object(volumes));
+        }
+        if !self.labels.is_empty() {
+            put("Labels", json!(self.labels));
+        }
+        serde_json::Value::Object(config)
+    }
+}
+
+/// The image's OCI config as the store's image id covers it: architecture, diff_ids (bottom
+/// first) and [`ImageConfig::minimal`]. The bytes are part of every id, so any change to them
+/// changes every id.
 pub fn oci_config(architecture: &str, layers: &[ImageLayer]) -> Vec<u8> {
-    let config = json!({
+    oci_config_with(architecture, layers, &ImageConfig::minimal())
+}
+
+/// The OCI config of an image with these layers that runs as `runtime` says.
+pub fn oci_config_with(
+    architecture: &str,
+    layers: &[ImageLayer],
+    runtime: &ImageConfig,
+) -> Vec<u8> {
+    let mut config = json!({
         "architecture": oci_architecture(architecture).0,
         "os": "linux",
         "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>() },
-        "config": { "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["/bin/bash"] },
+        "config": runtime.to_json(),
     });
+    if let Some(created) = &runtime.created {
+        config["created"] = json!(created);
+    }
     serde_json::to_vec(&config).unwrap_or_default()
 }
 

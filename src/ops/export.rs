@@ -4,9 +4,12 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use super::{Error, LockMode, Project, Result, say};
-use crate::build::export::{ExportError, archive_name, export_to_file, write_archive};
+use crate::build::export::{
+    Archive, ArchiveFormat, ExportError, archive_name, export_to_file, write_archive,
+};
 use crate::build::gc::StoreUse;
 use crate::build::image::BuildError;
+use crate::build::image::oci_config_with;
 use crate::build::store::Store;
 
 /// Where the archive goes.
@@ -23,10 +26,16 @@ pub struct Exported {
     /// The file's name as the user would write it, or `stdout`.
     pub shown: String,
     pub bytes: u64,
-    pub manifest_digest: String,
+    /// The OCI manifest's digest, or the Docker image ID.
+    pub digest: String,
 }
 
-pub fn export(project: &Project, to: Destination<'_>, mode: LockMode) -> Result<Exported> {
+pub fn export(
+    project: &Project,
+    to: Destination<'_>,
+    format: ArchiveFormat,
+    mode: LockMode,
+) -> Result<Exported> {
     crate::kernel::userns::enter()?;
     let spec = project.spec();
     let lock = super::lock::current_lock(spec, mode)?;
@@ -43,6 +52,17 @@ pub fn export(project: &Project, to: Destination<'_>, mode: LockMode) -> Result<
         ));
     };
     let clamp = crate::build::base::source_date_epoch(&lock);
+    let config = oci_config_with(
+        &image.architecture,
+        &image.layers,
+        &super::image::image_config(spec, &lock),
+    );
+    let archive = Archive {
+        image: &image,
+        config: &config,
+        format,
+        clamp_mtime: clamp,
+    };
     let (shown, exported) = match to {
         Destination::Stdout => {
             let stdout = std::io::stdout();
@@ -57,8 +77,7 @@ pub fn export(project: &Project, to: Destination<'_>, mode: LockMode) -> Result<
             }
             let exported = write_archive(
                 &store,
-                &image,
-                clamp,
+                &archive,
                 &std::env::temp_dir(),
                 stdout.lock(),
                 Path::new("stdout"),
@@ -68,11 +87,11 @@ pub fn export(project: &Project, to: Destination<'_>, mode: LockMode) -> Result<
         }
         Destination::Path(output) => {
             let path: PathBuf = match output {
-                Some(path) if path.is_dir() => path.join(archive_name(&image)),
+                Some(path) if path.is_dir() => path.join(archive_name(&image, format)),
                 Some(path) => path.to_path_buf(),
-                None => super::project::current_dir()?.join(archive_name(&image)),
+                None => super::project::current_dir()?.join(archive_name(&image, format)),
             };
-            let exported = export_to_file(&store, &image, clamp, &path).map_err(export_error)?;
+            let exported = export_to_file(&store, &archive, &path).map_err(export_error)?;
             (crate::spec::display_name(&path), exported)
         }
     };
@@ -80,7 +99,7 @@ pub fn export(project: &Project, to: Destination<'_>, mode: LockMode) -> Result<
         image: name,
         shown,
         bytes: exported.bytes,
-        manifest_digest: exported.manifest_digest,
+        digest: exported.digest,
     })
 }
 

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use super::{LockMode, Project, Result, say};
 use crate::build::gc::StoreUse;
 use crate::build::image::{
-    BuildError, BuildInputs, Event, Image, build, build_plan, find_image, image_name,
+    BuildError, BuildInputs, DEFAULT_PATH, Event, Image, ImageConfig, build, build_plan,
+    find_image, image_name,
 };
 use crate::build::plan::BuildPlan;
 use crate::build::store::Store;
@@ -126,6 +127,62 @@ fn build_and_record(
     })?;
     roots::record(store, lock_file, &image.name).map_err(BuildError::from)?;
     Ok(image)
+}
+
+/// What an exported or pushed image of `spec` runs with, as a Docker user expects from its
+/// Dockerfile: `vars` as Env, `workdir`, root for `user "root"` (an image has no invoking user
+/// to run as, so root either way), `command` (else a peer's `service`, else the shell) as Cmd
+/// through `/bin/sh -c`, `port`s exposed, `volume`s declared; labels name the project and the
+/// lock the image was built from; created at the lock's SOURCE_DATE_EPOCH, so the bytes stay
+/// the same.
+pub fn image_config(spec: &Spec, lock: &Lock) -> ImageConfig {
+    let mut env: Vec<String> = Vec::new();
+    if !spec.vars.contains_key("PATH") {
+        env.push(DEFAULT_PATH.to_string());
+    }
+    env.extend(
+        spec.vars
+            .iter()
+            .map(|(name, value)| format!("{name}={value}")),
+    );
+    let cmd = match (&spec.command, &spec.service) {
+        (Some(command), _) | (None, Some(command)) => {
+            vec!["/bin/sh".to_string(), "-c".to_string(), command.clone()]
+        }
+        (None, None) => vec![spec.shell.clone().unwrap_or_else(|| "/bin/bash".into())],
+    };
+    let repository = image_repository(spec);
+    let labels = [
+        ("dev.envkit.project", repository.clone()),
+        (
+            "dev.envkit.lock",
+            format!(
+                "sha256:{}",
+                crate::fetch::sha256_hex(lock.render().as_bytes())
+            ),
+        ),
+        ("org.opencontainers.image.title", repository),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value))
+    .collect();
+    ImageConfig {
+        env,
+        working_dir: spec.workdir.clone(),
+        user: None,
+        entrypoint: None,
+        cmd: Some(cmd),
+        exposed_ports: spec.ports.clone(),
+        volumes: spec
+            .volumes
+            .iter()
+            .map(|volume| volume.at.clone())
+            .collect(),
+        labels,
+        created: Some(crate::civil_time::rfc3339(
+            crate::build::base::source_date_epoch(lock),
+        )),
+    }
 }
 
 /// Where setup steps see the project: where the env mounts `.`, else `/work`.

@@ -16,7 +16,9 @@ use super::{Error, LockMode, Project, Result, say};
 use crate::build::download::human_bytes;
 use crate::build::export::LayerCompression;
 use crate::build::gc::StoreUse;
-use crate::build::image::{BuildError, Image, ImageLayer, LayerBlob, oci_config, oci_platform};
+use crate::build::image::{
+    BuildError, Image, ImageLayer, LayerBlob, oci_config_with, oci_platform,
+};
 use crate::build::store::Store;
 use crate::registry::Access;
 
@@ -87,7 +89,11 @@ pub fn push(
         Ok(blob)
     };
     let blobs = in_parallel(&image.layers, &send)?;
-    let config = oci_config(&image.architecture, &image.layers);
+    let config = oci_config_with(
+        &image.architecture,
+        &image.layers,
+        &crate::ops::image::image_config(spec, &lock),
+    );
     send_config(&client, &store, &config)?;
     let manifest = push_manifest(&image, clamp, &config, &blobs);
     let manifest_digest = client

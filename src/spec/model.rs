@@ -54,6 +54,13 @@ pub struct Spec {
     pub network: Network,
     /// `shell`: the program `env shell` starts.
     pub shell: Option<String>,
+    /// `command`: what an exported or pushed image runs by default (Docker's `CMD`), through
+    /// `/bin/sh -c`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// `copy` nodes, in order: project files baked into layers on top of the setup steps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<Copy>,
     /// Where this spec was read from. Not part of the hash.
     pub origin: Origin,
 }
@@ -65,6 +72,18 @@ pub struct TeamCache {
     pub repository: String,
     /// `insecure=#true`: plain HTTP, for a registry on this machine's loopback only.
     pub insecure: bool,
+}
+
+/// `copy "SRC" at="/app"`: project files baked into the image (Docker's `COPY`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Copy {
+    /// As written, relative to the env file's folder.
+    pub source: String,
+    /// Resolved against the env file's folder.
+    #[serde(skip)]
+    pub source_path: PathBuf,
+    /// Absolute path inside the image.
+    pub at: String,
 }
 
 /// The file a spec was read from and the folder its relative paths are resolved against.

@@ -12,8 +12,8 @@ use miette::SourceSpan;
 use super::diagnostic::{DiagnosticBuilder, SourceFile, SpecDiagnostic};
 use super::kdl_reader::{PropRule, Reader, Spanned};
 use super::model::{
-    Base, DEFAULT_READY_TIMEOUT_SECS, Mirror, Mount, Network, Origin, Ready, ReadyCheck, SetupStep,
-    Spec, TeamCache, User, Volume,
+    Base, Copy, DEFAULT_READY_TIMEOUT_SECS, Mirror, Mount, Network, Origin, Ready, ReadyCheck,
+    SetupStep, Spec, TeamCache, User, Volume,
 };
 use super::{rules, suggest};
 
@@ -38,6 +38,8 @@ pub const NODE_NAMES: &[&str] = &[
     "user",
     "network",
     "shell",
+    "command",
+    "copy",
 ];
 
 /// Nodes that may appear once per file.
@@ -53,6 +55,7 @@ const SINGLE_NODES: &[&str] = &[
     "user",
     "network",
     "shell",
+    "command",
 ];
 
 /// A parsed file: its spec (with `peers` still empty) and the peers it declares.
@@ -185,6 +188,8 @@ fn read_document(
             "user" => draft.user(reader, node),
             "network" => draft.network(reader, node),
             "shell" => draft.shell(reader, node),
+            "command" => draft.command(reader, node),
+            "copy" => draft.copy(reader, node, origin),
             unknown => {
                 // `FROM "debian:..."` is a misspelt base: one error is enough.
                 if suggest::did_you_mean(unknown, NODE_NAMES) == Some("base") {
@@ -231,6 +236,8 @@ struct Draft {
     user: User,
     network: Network,
     shell: Option<String>,
+    command: Option<String>,
+    copies: Vec<Copy>,
 }
 
 impl Draft {
@@ -722,6 +729,48 @@ impl Draft {
         }
     }
 
+    fn command(&mut self, reader: &mut Reader<'_>, node: &KdlNode) {
+        reader.properties(node, &[]);
+        reader.no_children(node);
+        if let Some(command) = reader.one_string(node, "command \"python3 -m app\"") {
+            if command.value.trim().is_empty() {
+                return reader.fail(
+                    "`command` is empty",
+                    command.span,
+                    "name what the image runs",
+                );
+            }
+            self.command = Some(command.value);
+        }
+    }
+
+    fn copy(&mut self, reader: &mut Reader<'_>, node: &KdlNode, origin: &Origin) {
+        let props = reader.properties(node, &[PropRule::string("at")]);
+        reader.no_children(node);
+        let example = "copy \".\" at=\"/app\"";
+        let source = reader.one_string(node, example);
+        let Some(at) = props.string("at") else {
+            return reader.fail(
+                "`copy` needs `at=`: where the files go in the image",
+                node.name().span(),
+                "no `at=`",
+            );
+        };
+        let Some(source) = source else { return };
+        if let Err(broken) = rules::copy_source(&source.value) {
+            return report(reader, broken, source.span, "not a path in the project");
+        }
+        let at_path = match rules::container_path(&at.value) {
+            Ok(path) => path,
+            Err(broken) => return report(reader, broken, at.span, "must be absolute"),
+        };
+        self.copies.push(Copy {
+            source_path: resolve(&origin.dir, &source.value),
+            source: source.value,
+            at: at_path,
+        });
+    }
+
     fn finish(
         self,
         reader: &mut Reader<'_>,
@@ -786,6 +835,8 @@ impl Draft {
             user: self.user,
             network: self.network,
             shell: self.shell,
+            command: self.command,
+            copies: self.copies,
             origin: origin.clone(),
         };
         Some(ParsedSpec {

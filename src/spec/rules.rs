@@ -299,6 +299,33 @@ pub fn port(value: i128) -> Result<u16, Broken> {
     }
 }
 
+/// What `copy` takes from the project: a file or folder relative to the env file's folder,
+/// never above it, so the image does not depend on where the project lives.
+pub fn copy_source(path: &str) -> Result<(), Broken> {
+    if path.is_empty() {
+        return Err(broken(
+            "an empty `copy` source copies nothing",
+            "name a file or folder of the project, such as \".\" or \"src\"",
+        ));
+    }
+    if path.starts_with('/') {
+        return Err(broken(
+            format!("`{path}` is an absolute path"),
+            "`copy` takes files of the project, relative to the env file's folder",
+        ));
+    }
+    if std::path::Path::new(path)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(broken(
+            format!("`{path}` leaves the project folder"),
+            "`copy` takes files of the project; move what it needs into it",
+        ));
+    }
+    Ok(())
+}
+
 /// A relative file or glob inside the project, as `setup inputs=` takes.
 pub fn input_pattern(pattern: &str) -> Result<(), Broken> {
     if pattern.is_empty() {
