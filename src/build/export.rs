@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! blobs/sha256/<hex>   the config, the manifest and each layer, gzip-compressed
-//! index.json           the manifest, annotated `org.opencontainers.image.ref.name` = the tag
+//! index.json           the manifest, annotated `org.opencontainers.image.ref.name` = the
+//!                      image's name (`NAME:TAG`), which `podman load` names the image by
 //! oci-layout           {"imageLayoutVersion":"1.0.0"}
 //! ```
 //! The config is the image's own ([`oci_config`], the bytes its id covers). The manifest is
@@ -202,11 +203,6 @@ pub fn write_archive(
     let blobs: Vec<LayerBlob> = layers.iter().map(|(_, blob)| blob.clone()).collect();
     let manifest = oci_manifest(config, &blobs);
     let manifest_digest = format!("sha256:{}", crate::fetch::sha256_hex(&manifest));
-    let tag = image
-        .name
-        .split_once(':')
-        .map_or("latest", |(_, tag)| tag)
-        .to_string();
     let index = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -214,7 +210,7 @@ pub fn write_archive(
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": manifest_digest,
             "size": manifest.len(),
-            "annotations": { "org.opencontainers.image.ref.name": tag },
+            "annotations": { "org.opencontainers.image.ref.name": image.name },
         }],
     });
     let index = serde_json::to_vec(&index).unwrap_or_default();
@@ -688,8 +684,8 @@ mod tests {
         let index: serde_json::Value = serde_json::from_slice(&members[6].1).unwrap();
         let entry = &index["manifests"][0];
         assert_eq!(
-            entry["annotations"]["org.opencontainers.image.ref.name"],
-            "0123456789ab"
+            entry["annotations"]["org.opencontainers.image.ref.name"], "app:0123456789ab",
+            "podman load names the image by it"
         );
         assert_eq!(entry["digest"], first.digest.as_str());
         let manifest: serde_json::Value =

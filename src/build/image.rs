@@ -67,6 +67,12 @@ pub enum BuildError {
         #[source]
         source: LayerTarError,
     },
+    #[error("cannot build the {layer} layer")]
+    Copy {
+        layer: String,
+        #[source]
+        source: super::copy::CopyError,
+    },
     #[error(transparent)]
     Import(#[from] super::import::ImportError),
     #[error(transparent)]
@@ -81,6 +87,7 @@ pub struct BuildInputs<'a> {
     pub name: &'a str,
     pub lock: &'a Lock,
     pub setup: &'a [SetupStep],
+    pub copies: &'a [crate::spec::CopyFiles],
     /// The env file's folder: setup inputs are relative to it, setup steps see it.
     pub project_dir: &'a Path,
     /// Where setup steps see the project (the env's mount of `.`, or `/work`).
@@ -100,6 +107,7 @@ pub fn build_plan(inputs: &BuildInputs<'_>, store: &Store) -> Result<BuildPlan, 
     Ok(plan(
         inputs.lock,
         inputs.setup,
+        inputs.copies,
         inputs.project_dir,
         inputs.project_at,
         store,
@@ -124,7 +132,7 @@ pub fn build(
             match layer.kind {
                 LayerKind::Base => inputs.lock.layer(Layer::Base).collect(),
                 LayerKind::Packages(group) => groups.get(&group).cloned().unwrap_or_default(),
-                LayerKind::Setup(_) => Vec::new(),
+                LayerKind::Setup(_) | LayerKind::Copy(_) => Vec::new(),
             }
         })
         .collect();
@@ -163,6 +171,15 @@ pub fn build(
                         &log,
                     )
                     .map_err(layer_error)?;
+                }
+                LayerKind::Copy(_) => {
+                    let entries = planned.copy.as_deref().unwrap_or_default();
+                    super::copy::write(&tree, entries, epoch).map_err(|source| {
+                        BuildError::Copy {
+                            layer: name.clone(),
+                            source,
+                        }
+                    })?;
                 }
                 LayerKind::Setup(index) => {
                     let scratch = OverlayScratch {

@@ -12,6 +12,8 @@ pub enum LayerKind {
     Packages(u32),
     /// The n-th `setup` step (from 0).
     Setup(usize),
+    /// The n-th `copy` (from 0).
+    Copy(usize),
 }
 
 impl LayerKind {
@@ -20,6 +22,7 @@ impl LayerKind {
             LayerKind::Base => "base".into(),
             LayerKind::Packages(group) => format!("packages-{group}"),
             LayerKind::Setup(n) => format!("setup-{}", n + 1),
+            LayerKind::Copy(n) => format!("copy-{}", n + 1),
         }
     }
 
@@ -34,6 +37,10 @@ impl LayerKind {
         }
         if let Some(group) = name.strip_prefix("packages-") {
             return group.parse().ok().map(LayerKind::Packages);
+        }
+        if let Some(copy) = name.strip_prefix("copy-") {
+            let copy: usize = copy.parse().ok()?;
+            return copy.checked_sub(1).map(LayerKind::Copy);
         }
         let step: usize = name.strip_prefix("setup-")?.parse().ok()?;
         step.checked_sub(1).map(LayerKind::Setup)

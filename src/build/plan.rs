@@ -15,6 +15,9 @@
 //!   the layers below keep their keys. None when the environment asks for nothing beyond the base.
 //! - setup, one per step in order: the parent key, the command, and each input file's path
 //!   (relative to the env file) and blake3 of its contents.
+//! - copy, one per `copy` in order, above the setup steps (the app changes most often, so its
+//!   files sit on top and a change rebuilds nothing below): the parent key, `at`, and
+//!   `build::copy::digest` of every entry it puts into the image.
 //!
 //! Every key also covers `RECIPE_VERSION`: a change in how envkit builds layers must not reuse
 //! layers built the old way.
@@ -22,8 +25,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::solve::lockfile::{Layer, Lock, LockedPackage};
-use crate::spec::SetupStep;
+use crate::spec::{CopyFiles, SetupStep};
 
+use super::copy::{CopyEntry, CopyError, IgnoreRules};
 use super::layer_kind::LayerKind;
 use super::store::{Store, StoreError};
 
@@ -41,6 +45,8 @@ pub struct PlannedLayer {
     pub cached: bool,
     /// For people: what goes into it.
     pub summary: String,
+    /// A copy layer's entries, read when it was planned (its key covers them).
+    pub copy: Option<Vec<CopyEntry>>,
 }
 
 /// The layers of an image, bottom first.
@@ -72,6 +78,8 @@ pub enum PlanError {
         source: std::io::Error,
     },
     #[error(transparent)]
+    Copy(#[from] CopyError),
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -80,6 +88,7 @@ pub enum PlanError {
 pub fn plan(
     lock: &Lock,
     setup: &[SetupStep],
+    copies: &[CopyFiles],
     project_dir: &Path,
     project_at: &str,
     store: &Store,
@@ -139,6 +148,29 @@ pub fn plan(
             store,
         )?);
     }
+    if !copies.is_empty() {
+        let ignore = IgnoreRules::of_project(project_dir)?;
+        for (index, copy) in copies.iter().enumerate() {
+            let kind = LayerKind::Copy(index);
+            let entries = super::copy::collect(
+                project_dir,
+                &copy.source,
+                &copy.source_path,
+                &copy.at,
+                &ignore,
+            )?;
+            let mut hasher = keyed(parent.as_deref(), &kind);
+            hasher.update(copy.at.as_bytes());
+            hasher.update(b"\0");
+            hasher.update(super::copy::digest(&entries)?.as_bytes());
+            let summary = format!("{} -> {}", copy.source, copy.at);
+            let key = push(&mut layers, kind, hasher, parent, summary, store)?;
+            if let Some(last) = layers.last_mut() {
+                last.copy = Some(entries);
+            }
+            parent = Some(key);
+        }
+    }
     Ok(BuildPlan { layers })
 }
 
@@ -169,6 +201,7 @@ fn push(
         parent,
         cached,
         summary,
+        copy: None,
     });
     Ok(key)
 }
@@ -266,6 +299,7 @@ mod tests {
             plan(
                 &lock(packages.to_vec()),
                 &setup,
+                &[],
                 project.path(),
                 "/work",
                 &store,
@@ -330,7 +364,7 @@ mod tests {
             crate::build::base::source_date_epoch(&later)
         );
         let keys = |lock: &Lock| -> Vec<String> {
-            plan(lock, &[], project.path(), "/work", &store)
+            plan(lock, &[], &[], project.path(), "/work", &store)
                 .unwrap()
                 .layers
                 .into_iter()
@@ -353,13 +387,13 @@ mod tests {
             command: "make".into(),
             inputs: vec!["src/*.py".into()],
         }];
-        let before = plan(&lock(base()), &setup, project.path(), "/work", &store).unwrap();
+        let before = plan(&lock(base()), &setup, &[], project.path(), "/work", &store).unwrap();
         assert_eq!(before.layers.len(), 2, "no packages layer without packages");
         std::fs::write(project.path().join("src/a.py"), "2").unwrap();
-        let after = plan(&lock(base()), &setup, project.path(), "/work", &store).unwrap();
+        let after = plan(&lock(base()), &setup, &[], project.path(), "/work", &store).unwrap();
         assert_eq!(before.layers[0].key, after.layers[0].key);
         assert_ne!(before.layers[1].key, after.layers[1].key);
-        let elsewhere = plan(&lock(base()), &setup, project.path(), "/src", &store).unwrap();
+        let elsewhere = plan(&lock(base()), &setup, &[], project.path(), "/src", &store).unwrap();
         assert_eq!(after.layers[0].key, elsewhere.layers[0].key);
         assert_ne!(
             after.layers[1].key, elsewhere.layers[1].key,
@@ -370,7 +404,15 @@ mod tests {
             command: "make".into(),
             inputs: vec!["Makefile".into()],
         }];
-        let error = plan(&lock(base()), &missing, project.path(), "/work", &store).unwrap_err();
+        let error = plan(
+            &lock(base()),
+            &missing,
+            &[],
+            project.path(),
+            "/work",
+            &store,
+        )
+        .unwrap_err();
         assert!(
             error
                 .to_string()
@@ -384,7 +426,7 @@ mod tests {
         let store_dir = tempfile::tempdir().unwrap();
         let store = Store::new(store_dir.path());
         let project = tempfile::tempdir().unwrap();
-        let first = plan(&lock(base()), &[], project.path(), "/work", &store).unwrap();
+        let first = plan(&lock(base()), &[], &[], project.path(), "/work", &store).unwrap();
         let build = store.begin(&first.layers[0].key).unwrap().unwrap();
         let record = super::super::store::LayerRecord {
             key: first.layers[0].key.clone(),
@@ -395,7 +437,7 @@ mod tests {
         };
         build.publish(&record).unwrap();
         assert!(
-            plan(&lock(base()), &[], project.path(), "/work", &store)
+            plan(&lock(base()), &[], &[], project.path(), "/work", &store)
                 .unwrap()
                 .is_complete()
         );

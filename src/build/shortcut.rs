@@ -4,8 +4,9 @@
 //! hashing the plan) is skipped.
 //!
 //! Kept in the store by blake3 of the env file's path ([`Store::shortcut_record`]): the layer
-//! recipe's version, blake3 of the env file and of the lock, each setup input's size and modification time, and the
-//! image's name. Anything different (or the image or one of its layers gone) means the slow
+//! recipe's version, blake3 of the env file and of the lock, the size and modification time of
+//! each setup input and of everything a `copy` reads (and the ignore file), and the image's
+//! name. Anything different (or the image or one of its layers gone) means the slow
 //! path, which writes a new shortcut.
 
 use std::os::unix::fs::MetadataExt;
@@ -61,18 +62,39 @@ fn stamps(spec: &Spec) -> Option<Vec<InputStamp>> {
             for path in glob::glob(&full.to_string_lossy()).ok()?.flatten() {
                 let metadata = path.metadata().ok()?;
                 if metadata.is_file() {
-                    stamps.push(InputStamp {
-                        path,
-                        size: metadata.len(),
-                        modified_ns: i128::from(metadata.mtime()) * 1_000_000_000
-                            + i128::from(metadata.mtime_nsec()),
-                    });
+                    stamps.push(stamp(path, &metadata));
                 }
             }
         }
     }
+    // Whatever a `copy` reads, and the ignore file that filters it: any change means the
+    // copy layer's key must be computed again.
+    if !spec.copies.is_empty() {
+        for name in super::copy::IGNORE_FILES {
+            let path = spec.origin.dir.join(name);
+            if let Ok(metadata) = std::fs::symlink_metadata(&path) {
+                stamps.push(stamp(path, &metadata));
+            }
+        }
+    }
+    for copy in &spec.copies {
+        for entry in walkdir::WalkDir::new(&copy.source_path).follow_links(false) {
+            let entry = entry.ok()?;
+            let metadata = entry.metadata().ok()?;
+            stamps.push(stamp(entry.path().to_path_buf(), &metadata));
+        }
+    }
     stamps.sort_by(|a, b| a.path.cmp(&b.path));
     Some(stamps)
+}
+
+fn stamp(path: PathBuf, metadata: &std::fs::Metadata) -> InputStamp {
+    InputStamp {
+        path,
+        size: metadata.len(),
+        modified_ns: i128::from(metadata.mtime()) * 1_000_000_000
+            + i128::from(metadata.mtime_nsec()),
+    }
 }
 
 fn current(spec: &Spec, lock_path: &Path, image: &str) -> Option<Shortcut> {

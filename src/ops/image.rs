@@ -231,6 +231,7 @@ impl ImageContext {
             name: &self.repository,
             lock,
             setup: &spec.setup,
+            copies: &spec.copies,
             project_dir: &spec.origin.dir,
             project_at: project_mount_point(spec),
             mirrors: &self.mirrors,

@@ -17,8 +17,8 @@ pub use diagnostic::{SourceFile, SpecDiagnostic, SpecError, line_column};
 pub use hash::{canonical_json, spec_hash};
 pub use load::{ENV_FILE_NAME, Loaded, discover, display_name, load, load_text};
 pub use model::{
-    Base, DEFAULT_READY_TIMEOUT_SECS, Mirror, Mount, Network, Origin, Peer, Ready, ReadyCheck,
-    SetupStep, Spec, User, Volume,
+    Base, CopyFiles, DEFAULT_READY_TIMEOUT_SECS, Mirror, Mount, Network, Origin, Peer, Ready,
+    ReadyCheck, SetupStep, Spec, TeamCache, User, Volume,
 };
 pub use parse::NODE_NAMES;
 pub use suggest::did_you_mean;

@@ -60,7 +60,7 @@ pub struct Spec {
     pub command: Option<String>,
     /// `copy` nodes, in order: project files baked into layers on top of the setup steps.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub copies: Vec<Copy>,
+    pub copies: Vec<CopyFiles>,
     /// Where this spec was read from. Not part of the hash.
     pub origin: Origin,
 }
@@ -76,7 +76,7 @@ pub struct TeamCache {
 
 /// `copy "SRC" at="/app"`: project files baked into the image (Docker's `COPY`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Copy {
+pub struct CopyFiles {
     /// As written, relative to the env file's folder.
     pub source: String,
     /// Resolved against the env file's folder.

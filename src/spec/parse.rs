@@ -12,7 +12,7 @@ use miette::SourceSpan;
 use super::diagnostic::{DiagnosticBuilder, SourceFile, SpecDiagnostic};
 use super::kdl_reader::{PropRule, Reader, Spanned};
 use super::model::{
-    Base, Copy, DEFAULT_READY_TIMEOUT_SECS, Mirror, Mount, Network, Origin, Ready, ReadyCheck,
+    Base, CopyFiles, DEFAULT_READY_TIMEOUT_SECS, Mirror, Mount, Network, Origin, Ready, ReadyCheck,
     SetupStep, Spec, TeamCache, User, Volume,
 };
 use super::{rules, suggest};
@@ -237,7 +237,7 @@ struct Draft {
     network: Network,
     shell: Option<String>,
     command: Option<String>,
-    copies: Vec<Copy>,
+    copies: Vec<CopyFiles>,
 }
 
 impl Draft {
@@ -764,7 +764,7 @@ impl Draft {
             Ok(path) => path,
             Err(broken) => return report(reader, broken, at.span, "must be absolute"),
         };
-        self.copies.push(Copy {
+        self.copies.push(CopyFiles {
             source_path: resolve(&origin.dir, &source.value),
             source: source.value,
             at: at_path,

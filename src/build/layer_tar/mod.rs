@@ -113,7 +113,8 @@ impl TarOptions {
     pub fn for_layer(kind: &LayerKind, clamp_mtime: u64) -> TarOptions {
         TarOptions {
             clamp_mtime,
-            overlay_upper: *kind != LayerKind::Base,
+            // A copy's files are written as they are, never by overlayfs.
+            overlay_upper: !matches!(kind, LayerKind::Base | LayerKind::Copy(_)),
         }
     }
 }
