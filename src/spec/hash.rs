@@ -5,7 +5,10 @@
 //! - left out: comments, white space, the env file's location (`Origin`, resolved paths), and
 //!   the order of `packages`, `vars`, `pass`, `port`, `mount`, `volume`, `peer` and `inputs=`
 //!   (all of them are sets or maps to the later stages);
-//! - kept in order: `setup` steps, since each runs on top of the one before.
+//! - kept in order: `setup` steps, since each runs on top of the one before, and `copy` nodes,
+//!   since a later one may overwrite an earlier one's files;
+//! - left out when absent (`copy`, `command`, added later), so files without them keep the
+//!   hash they had.
 //! - peers are hashed by content, so moving a peer's file does not change the hash.
 //!
 //! Bump `CANONICAL_VERSION` whenever the canonical form changes meaning.
@@ -41,6 +44,11 @@ struct Canonical<'a> {
     user: User,
     network: Network,
     shell: Option<&'a str>,
+    /// (source as written, `at`), in order: a later copy may overwrite an earlier one's files.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    copies: Vec<(&'a str, &'a str)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -90,6 +98,12 @@ impl<'a> Canonical<'a> {
             user: spec.user,
             network: spec.network,
             shell: spec.shell.as_deref(),
+            copies: spec
+                .copies
+                .iter()
+                .map(|c| (c.source.as_str(), c.at.as_str()))
+                .collect(),
+            command: spec.command.as_deref(),
         }
     }
 }

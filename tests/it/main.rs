@@ -23,6 +23,8 @@
 //! - `peer_network`: two peers whose services both bind the wildcard address on one port,
 //!   reached from every kind of environment through ten up/down cycles, a thousand
 //!   connections at once through one link, nothing left after `env down` (root and rootless).
+//! - `engines`: podman loads the OCI and Docker archives of an app baked with `copy` and
+//!   `command` and runs it as `env run` does (root, network tier).
 //! - `registry`: `env push` and `env pull` against `docker-registry` on loopback, judged by
 //!   skopeo: gzip and zstd, nothing sent twice, a pull into an empty store that runs without
 //!   building, a damaged blob refused, Basic credentials from a Docker config (root, network).
@@ -38,6 +40,7 @@ mod build;
 mod check;
 mod cli;
 mod docs;
+mod engines;
 mod envs;
 mod export;
 mod gc;
