@@ -16,7 +16,9 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::export::{Archive, ExportError, Exported, append_dir, append_file, header, write_error};
+use super::archive::{
+    Archive, ExportError, Exported, append_dir, append_file, header, write_error,
+};
 use super::layer_tar::{TarOptions, write_layer_tar};
 use super::store::Store;
 

@@ -35,9 +35,12 @@ use flate2::{Compression, GzBuilder};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::archive::{
+    Archive, ArchiveFormat, ExportError, Exported, append_dir, append_file, write_error,
+};
 use super::image::{Image, ImageLayer, LayerBlob, image_id, oci_manifest};
-use super::layer_tar::{LayerTarError, TarOptions, write_layer_tar};
-use super::store::{Store, StoreError};
+use super::layer_tar::{TarOptions, write_layer_tar};
+use super::store::Store;
 
 /// Media type of a gzip-compressed layer tar.
 pub const LAYER_TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -50,90 +53,6 @@ const GZIP_LEVEL: u32 = 6;
 
 /// zstd level: its default, faster than gzip's and smaller.
 const ZSTD_LEVEL: i32 = 3;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the record of `{image}` does not match its layers")]
-    Record { image: String },
-    #[error("cannot export the {layer} layer")]
-    Layer {
-        layer: String,
-        #[source]
-        source: LayerTarError,
-    },
-    #[error(
-        "the {layer} layer changed since it was built: recorded {recorded}, its tree gives {actual}"
-    )]
-    Changed {
-        layer: String,
-        recorded: String,
-        actual: String,
-    },
-    #[error("cannot write `{}`", path.display())]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl ExportError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            ExportError::Record { .. } => {
-                Some("run `env build` to record the image again, then export it".into())
-            }
-            ExportError::Changed { .. } => Some(
-                "the store was modified outside envkit; `env verify` lists the changed layers"
-                    .into(),
-            ),
-            _ => None,
-        }
-    }
-}
-
-pub(super) fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
-    move |source| ExportError::Write {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// What was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exported {
-    /// `sha256:<hex>` of an OCI archive's manifest, or of a Docker archive's config (the image
-    /// ID `docker images` shows).
-    pub digest: String,
-    /// Bytes of the archive.
-    pub bytes: u64,
-}
-
-/// Which kind of archive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ArchiveFormat {
-    /// An OCI image layout (`podman load`, `skopeo copy oci-archive:`).
-    #[default]
-    Oci,
-    /// What `docker save` writes and `docker load` reads.
-    Docker,
-}
-
-/// What goes into an archive.
-#[derive(Debug, Clone, Copy)]
-pub struct Archive<'a> {
-    pub image: &'a Image,
-    /// The config the archive carries: [`super::image::oci_config_with`] of the image's
-    /// layers and what its env file says it runs.
-    pub config: &'a [u8],
-    pub format: ArchiveFormat,
-    /// The lock's SOURCE_DATE_EPOCH: every layer's tar depends on it, and the archive's members
-    /// carry it as their time.
-    pub clamp_mtime: u64,
-}
 
 /// The default file name of an image's archive: `NAME-TAG.oci.tar` or `NAME-TAG.docker.tar`.
 pub fn archive_name(image: &Image, format: ArchiveFormat) -> String {
@@ -282,45 +201,6 @@ enum Content<'a> {
 
 fn hex_of(digest: &str) -> String {
     digest.trim_start_matches("sha256:").to_string()
-}
-
-pub(super) fn header(
-    path: &str,
-    kind: tar::EntryType,
-    mode: u32,
-    size: u64,
-    mtime: u64,
-) -> std::io::Result<tar::Header> {
-    let mut header = tar::Header::new_ustar();
-    header.set_path(path)?;
-    header.set_entry_type(kind);
-    header.set_mode(mode);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_size(size);
-    header.set_mtime(mtime);
-    header.set_cksum();
-    Ok(header)
-}
-
-pub(super) fn append_dir<W: Write>(
-    tar: &mut tar::Builder<W>,
-    path: &str,
-    mtime: u64,
-) -> std::io::Result<()> {
-    let header = header(path, tar::EntryType::Directory, 0o755, 0, mtime)?;
-    tar.append(&header, std::io::empty())
-}
-
-pub(super) fn append_file<W: Write>(
-    tar: &mut tar::Builder<W>,
-    path: &str,
-    size: u64,
-    data: impl std::io::Read,
-    mtime: u64,
-) -> std::io::Result<()> {
-    let header = header(path, tar::EntryType::Regular, 0o644, size, mtime)?;
-    tar.append(&header, data)
 }
 
 /// A temporary file, removed when dropped unless kept.

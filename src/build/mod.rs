@@ -9,6 +9,7 @@
 //!
 //! [`unpack`] puts a `.deb`'s data into a tree for [`base`]: `crate::debian` reads the `.deb`,
 //! [`extract`] writes its tar stream, confined to the tree.
+pub mod archive;
 pub mod base;
 pub mod copy;
 pub mod docker_archive;

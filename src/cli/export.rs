@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 
 use super::{Failure, Locking, project};
+use crate::build::archive::ArchiveFormat;
 use crate::build::download::human_bytes;
-use crate::build::export::ArchiveFormat;
 use crate::ops::{self, export::Destination};
 
 #[derive(Debug, Parser)]

@@ -4,9 +4,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use super::{Error, LockMode, Project, Result, say};
-use crate::build::export::{
-    Archive, ArchiveFormat, ExportError, archive_name, export_to_file, write_archive,
-};
+use crate::build::archive::{Archive, ArchiveFormat, ExportError};
+use crate::build::export::{archive_name, export_to_file, write_archive};
 use crate::build::gc::StoreUse;
 use crate::build::image::BuildError;
 use crate::build::image::oci_config_with;

@@ -183,23 +183,35 @@ fn an_exported_image_is_read_by_skopeo_and_unpacked_by_umoci() {
         export.stderr
     );
 
-    // umoci unpacks the layout (it checks every blob's digest and each layer's diff_id).
+    // umoci unpacks the layout (it checks every blob's digest and each layer's diff_id). Its
+    // tags take no `:`, and the archive names the image `NAME:TAG` (as podman load wants), so
+    // skopeo first copies the image, blobs unchanged, into a layout under a plain tag.
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
-    std::fs::create_dir(&layout).unwrap();
-    let untar = Command::new("tar")
-        .arg("-xf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&layout)
-        .status()
+    let copy = Command::new("skopeo")
+        .arg("copy")
+        .arg("--quiet")
+        .arg(format!("oci-archive:{}", archive.display()))
+        .arg(format!("oci:{}:unpacked", layout.display()))
+        .output()
         .unwrap();
-    assert!(untar.success());
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    for layer in inspected["Layers"].as_array().unwrap() {
+        let hex = layer.as_str().unwrap().trim_start_matches("sha256:");
+        assert!(
+            layout.join("blobs/sha256").join(hex).is_file(),
+            "skopeo changed the layer blob {hex}"
+        );
+    }
     let bundle = work.path().join("bundle");
     let unpack = Command::new("umoci")
         .arg("unpack")
         .arg("--image")
-        .arg(format!("{}:{tag}", layout.display()))
+        .arg(format!("{}:unpacked", layout.display()))
         .arg(&bundle)
         .output()
         .unwrap();
