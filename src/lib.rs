@@ -30,6 +30,7 @@ pub mod cache;
 pub mod civil_time;
 pub mod cli;
 pub mod debian;
+pub mod deploy;
 pub mod fetch;
 pub mod files;
 pub mod kernel;
