@@ -99,7 +99,7 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Write the image as an OCI archive.
+    /// Write the image as an OCI or Docker archive, or the project for Kubernetes or Compose.
     Export(export::ExportArgs),
     /// Send the image to an OCI registry.
     ///

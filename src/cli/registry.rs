@@ -14,6 +14,9 @@ pub struct PushArgs {
     /// Where to push: `[REGISTRY/]REPOSITORY[:TAG]` (without a tag, the image's own).
     #[arg(value_name = "REF")]
     reference: String,
+    /// Push this peer's image instead of the project's (it must be built: `env up`).
+    #[arg(long, value_name = "NAME")]
+    peer: Option<String>,
     /// How layers are compressed.
     #[arg(long, value_enum, default_value = "gzip")]
     compression: Compression,
@@ -35,13 +38,18 @@ pub fn push(args: &PushArgs, file: Option<&Path>) -> Result<(), Failure> {
         Compression::Gzip => LayerCompression::Gzip,
         Compression::Zstd => LayerCompression::Zstd,
     };
+    let what = match &args.peer {
+        Some(name) => ops::push::Pushing::Peer(name),
+        None => ops::push::Pushing::Project,
+    };
+    let transport = Transport {
+        insecure: args.insecure,
+    };
     let pushed = ops::push::push(
         &project(file)?,
+        what,
         &args.reference,
-        compression,
-        Transport {
-            insecure: args.insecure,
-        },
+        (compression, transport),
         args.locking.mode(),
     )?;
     eprintln!(

@@ -13,6 +13,8 @@ const PART_OF: &str = "app.kubernetes.io/part-of";
 const NAME: &str = "app.kubernetes.io/name";
 /// Seconds between readiness probes.
 const PROBE_PERIOD: u64 = 2;
+/// Where a volume-filling init container mounts the claim it fills.
+const FILL_AT: &str = "/envkit-volume";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -23,9 +25,17 @@ struct Object<S> {
     spec: S,
 }
 
+/// A pod template's: its pods are named by the Deployment.
+#[derive(Serialize)]
+struct PodMetadata {
+    labels: BTreeMap<&'static str, String>,
+}
+
 #[derive(Serialize)]
 struct Metadata {
     name: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<&'static str, &'static str>,
     labels: BTreeMap<&'static str, String>,
 }
 
@@ -33,8 +43,15 @@ struct Metadata {
 #[serde(rename_all = "camelCase")]
 struct DeploymentSpec {
     replicas: u32,
+    strategy: Strategy,
     selector: Selector,
     template: PodTemplate,
+}
+
+#[derive(Serialize)]
+struct Strategy {
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 #[derive(Serialize)]
@@ -45,18 +62,22 @@ struct Selector {
 
 #[derive(Serialize)]
 struct PodTemplate {
-    metadata: Metadata,
+    metadata: PodMetadata,
     spec: PodSpec,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PodSpec {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    init_containers: Vec<Container>,
     containers: Vec<Container>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     volumes: Vec<PodVolume>,
 }
 
+/// No `ports`: Kubernetes needs them for nothing (a Service targets a port by its number), and
+/// `podman kube play` publishes each on the host, where it clashes with what the host serves.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Container {
@@ -65,9 +86,9 @@ struct Container {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     env: Vec<EnvVar>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     working_dir: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    ports: Vec<ContainerPort>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     volume_mounts: Vec<VolumeMount>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,13 +101,6 @@ struct Container {
 struct EnvVar {
     name: String,
     value: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ContainerPort {
-    container_port: u16,
-    protocol: &'static str,
 }
 
 #[derive(Serialize)]
@@ -164,7 +178,7 @@ struct Resources {
 }
 
 /// The manifests of `app`, in the order to apply them: claims, then each workload's
-/// Deployment followed by its Service.
+/// Deployment followed by its Service (for each workload that declares ports).
 pub fn manifests(app: &App) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for workload in &app.workloads {
@@ -184,7 +198,8 @@ pub fn manifests(app: &App) -> Vec<serde_json::Value> {
     }
     for workload in &app.workloads {
         out.push(to_value(&deployment(app, workload)));
-        if workload.reachable && !workload.ports.is_empty() {
+        // A peer is reached by its name; the main environment too, where it serves ports.
+        if !workload.ports.is_empty() {
             out.push(to_value(&Object {
                 api_version: "v1",
                 kind: "Service",
@@ -216,6 +231,7 @@ fn to_value(object: &impl Serialize) -> serde_json::Value {
 fn metadata(name: &str, app: &App, workload: &Workload) -> Metadata {
     Metadata {
         name: name.to_string(),
+        annotations: BTreeMap::new(),
         labels: BTreeMap::from([
             (PART_OF, app.project.clone()),
             (NAME, workload.name.clone()),
@@ -238,9 +254,11 @@ fn deployment(app: &App, workload: &Workload) -> Object<DeploymentSpec> {
             },
         })
         .collect();
+    let security_context = || workload.root.then_some(SecurityContext { run_as_user: 0 });
     let container = Container {
         name: workload.name.clone(),
         image: workload.image.clone(),
+        command: None,
         env: workload
             .env
             .iter()
@@ -250,14 +268,6 @@ fn deployment(app: &App, workload: &Workload) -> Object<DeploymentSpec> {
             })
             .collect(),
         working_dir: workload.working_dir.clone(),
-        ports: workload
-            .ports
-            .iter()
-            .map(|&port| ContainerPort {
-                container_port: port,
-                protocol: "TCP",
-            })
-            .collect(),
         volume_mounts: workload
             .volumes
             .iter()
@@ -267,26 +277,78 @@ fn deployment(app: &App, workload: &Workload) -> Object<DeploymentSpec> {
             })
             .collect(),
         readiness_probe: workload.ready.as_ref().map(probe),
-        security_context: workload.root.then_some(SecurityContext { run_as_user: 0 }),
+        security_context: security_context(),
     };
+    // A new claim is empty, and a volume inside envkit (as in Docker) starts with what the
+    // image holds at its path: the first pod copies it in, later pods find it filled.
+    let init_containers = workload
+        .volumes
+        .iter()
+        .enumerate()
+        .map(|(index, volume)| Container {
+            name: format!("fill-volume-{index}"),
+            image: workload.image.clone(),
+            command: Some(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!(
+                    "if [ -z \"$(ls -A {FILL_AT})\" ] && [ -d {at} ]; then cp -a {at}/. {FILL_AT}/; fi",
+                    at = shell_quoted(&volume.at)
+                ),
+            ]),
+            env: Vec::new(),
+            working_dir: None,
+            volume_mounts: vec![VolumeMount {
+                name: volume.claim.clone(),
+                mount_path: FILL_AT.into(),
+            }],
+            readiness_probe: None,
+            security_context: security_context(),
+        })
+        .collect();
+    let mut deployment_metadata = metadata(&workload.name, app, workload);
+    if !workload.volumes.is_empty() {
+        // podman kube play removes a finished init container at once, which races with its
+        // exit (podman 4.3); kept, it is run again at each start, as Kubernetes does, and the
+        // fill copies only into an empty volume.
+        deployment_metadata
+            .annotations
+            .insert("io.podman.annotations.init.container.type", "always");
+    }
     Object {
         api_version: "apps/v1",
         kind: "Deployment",
-        metadata: metadata(&workload.name, app, workload),
+        metadata: deployment_metadata,
         spec: DeploymentSpec {
             replicas: 1,
+            // A claim is ReadWriteOnce: the old pod lets go of it before the new one starts.
+            strategy: Strategy {
+                kind: if workload.volumes.is_empty() {
+                    "RollingUpdate"
+                } else {
+                    "Recreate"
+                },
+            },
             selector: Selector {
                 match_labels: selector(workload),
             },
             template: PodTemplate {
-                metadata: metadata(&workload.name, app, workload),
+                metadata: PodMetadata {
+                    labels: metadata(&workload.name, app, workload).labels,
+                },
                 spec: PodSpec {
+                    init_containers,
                     containers: vec![container],
                     volumes,
                 },
             },
         },
     }
+}
+
+/// `text` as one word for `/bin/sh`.
+fn shell_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 fn probe(ready: &Ready) -> Probe {
@@ -392,5 +454,15 @@ pub(crate) mod tests {
         assert_eq!(api["env"][0]["name"], "DATABASE_URL");
         assert_eq!(api["workingDir"], "/app");
         assert!(api.get("securityContext").is_none());
+        let fill = &db["initContainers"][0];
+        assert_eq!(fill["image"], "registry.test/team/db@sha256:bb");
+        assert_eq!(fill["volumeMounts"][0]["name"], "db-pgdata");
+        assert!(
+            fill["command"][2]
+                .as_str()
+                .unwrap()
+                .contains("cp -a '/var/lib/postgresql'/. /envkit-volume/")
+        );
+        assert_eq!(objects[2]["spec"]["strategy"]["type"], "Recreate");
     }
 }

@@ -11,7 +11,7 @@ use crate::spec::Peer;
 
 /// A peer's lock: beside its own file, or for an inline peer `<file>.<peer>.lock` beside the
 /// file holding it.
-fn peer_lock_path(peer: &Peer) -> PathBuf {
+pub(super) fn peer_lock_path(peer: &Peer) -> PathBuf {
     match &peer.file {
         Some(file) => crate::solve::stage::lock_path(file),
         None => peer
@@ -20,6 +20,26 @@ fn peer_lock_path(peer: &Peer) -> PathBuf {
             .file
             .with_extension(format!("{}.lock", peer.name)),
     }
+}
+
+/// The project's peer called `name`, or an error listing the peers it has.
+pub(super) fn named<'a>(project: &'a Project, name: &str) -> Result<&'a Peer> {
+    let peers = crate::run::peers::peers_in_order(project.spec());
+    peers
+        .iter()
+        .copied()
+        .find(|peer| peer.name == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = peers.iter().map(|peer| peer.name.as_str()).collect();
+            Error::user(
+                format!("the project has no peer called `{name}`"),
+                Some(if known.is_empty() {
+                    "its env.kdl declares no `peer`".into()
+                } else {
+                    format!("its peers: {}", known.join(", "))
+                }),
+            )
+        })
 }
 
 /// Starts the peers not running yet, building their images first; returns the `/etc/hosts`

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
 
+use super::registry::pushed::{PushedRecord, remember as remember_push};
 use super::registry::transfer::{Sent, send_config, send_layer};
 use super::registry::{
     IMAGE_NAME_ANNOTATION, LAYER_KEY_ANNOTATION, LAYER_KIND_ANNOTATION, OCI_CONFIG, OCI_INDEX,
@@ -34,12 +35,19 @@ pub struct Pushed {
     pub bytes_sent: u64,
 }
 
-/// `env push REF`: the project's built image to the registry.
+/// What to push: the project's image, or one of its peers'.
+#[derive(Debug, Clone, Copy)]
+pub enum Pushing<'a> {
+    Project,
+    Peer(&'a str),
+}
+
+/// `env push REF` (`env push --peer NAME REF`): the built image to the registry.
 pub fn push(
     project: &Project,
+    what: Pushing<'_>,
     reference: &str,
-    compression: LayerCompression,
-    transport: Transport,
+    (compression, transport): (LayerCompression, Transport),
     mode: LockMode,
 ) -> Result<Pushed> {
     let mut reference = parse_reference(reference)?;
@@ -50,8 +58,17 @@ pub fn push(
         ));
     }
     crate::kernel::userns::enter()?;
-    let spec = project.spec();
-    let lock = crate::ops::lock::current_lock(spec, mode)?;
+    let (spec, lock_file) = match what {
+        Pushing::Project => {
+            let spec = project.spec();
+            (spec, crate::solve::stage::lock_path(&spec.origin.file))
+        }
+        Pushing::Peer(name) => {
+            let peer = super::peers::named(project, name)?;
+            (&*peer.spec, super::peers::peer_lock_path(peer))
+        }
+    };
+    let lock = crate::ops::lock::current_lock_at(spec, &lock_file, mode)?;
     let store = Store::default_location();
     let _in_use = StoreUse::acquire(&store, &|| say("waiting for `env gc` to finish"))
         .map_err(BuildError::from)?;
@@ -60,7 +77,10 @@ pub fn push(
     let Some(image) = image else {
         return Err(Error::user(
             format!("`{name}` is not built"),
-            Some("run `env build` first, then `env push`".into()),
+            Some(match what {
+                Pushing::Project => "run `env build` first, then `env push`".into(),
+                Pushing::Peer(_) => "run `env up` (which builds the peers) first".into(),
+            }),
         ));
     };
     if reference.tag.is_none() {
@@ -120,6 +140,14 @@ pub fn push(
         .put_manifest(&tag, OCI_INDEX, &index)
         .map_err(registry_error)?;
     let layers_present = present.load(Ordering::Relaxed);
+    remember_push(
+        &store,
+        &image.name,
+        &PushedRecord {
+            reference: reference.to_string(),
+            digest: digest.clone(),
+        },
+    );
     Ok(Pushed {
         image: image.name.clone(),
         reference: reference.to_string(),

@@ -11,6 +11,7 @@
 //! <store>/images-v1/<NAME>/<TAG>.json    an image record (`build::image`)
 //! <store>/roots-v1/<key>.json            a known env.lock and its image (`build::roots`)
 //! <store>/shortcuts-v1/<key>.json        a project's image, found again (`build::shortcut`)
+//! <store>/pushed-v1/<NAME>/<TAG>.json    where `env push` last sent that image (`ops::registry`)
 //! <store>/tmp/<key>.<pid>/               a layer being built (never under a real name)
 //! <store>/tmp/<key>.gc-<pid>/            a layer `env gc` moved aside to delete
 //! <store>/locks/<key>.lock               serialises builders of the same layer
@@ -38,6 +39,7 @@ pub const LAYERS_DIR: &str = "layers-v1";
 const IMAGES_DIR: &str = "images-v1";
 const ROOTS_DIR: &str = "roots-v1";
 const SHORTCUTS_DIR: &str = "shortcuts-v1";
+const PUSHED_DIR: &str = "pushed-v1";
 const TMP_DIR: &str = "tmp";
 const LOCKS_DIR: &str = "locks";
 const LOGS_DIR: &str = "logs";
@@ -135,13 +137,13 @@ impl Store {
         self.layer_dir(key).join(MEMBERS)
     }
 
-    /// The `layer.json` of a finished layer: without it, the folder is not a layer.
     /// The digests a layer's blobs had when compressed (by compression), so an unchanged
     /// layer is found in a registry without compressing it again.
     pub fn compressed_record(&self, key: &str) -> PathBuf {
         self.layer_dir(key).join(COMPRESSED_RECORD)
     }
 
+    /// The `layer.json` of a finished layer: without it, the folder is not a layer.
     pub fn layer_record_path(&self, key: &str) -> PathBuf {
         self.layer_dir(key).join(LAYER_RECORD)
     }
@@ -186,6 +188,14 @@ impl Store {
     /// Where root records are kept.
     pub fn roots_dir(&self) -> PathBuf {
         self.root.join(ROOTS_DIR)
+    }
+
+    /// Where the image `repository:tag` was last pushed, for exports that name it.
+    pub fn pushed_record(&self, repository: &str, tag: &str) -> PathBuf {
+        self.root
+            .join(PUSHED_DIR)
+            .join(repository)
+            .join(format!("{tag}{RECORD_SUFFIX}"))
     }
 
     /// The root record named by `key` (derived from the lock file's path).
@@ -296,6 +306,10 @@ mod tests {
                 "/s/images-v1/app/0123.json",
             ),
             (store.root_record("ab"), "/s/roots-v1/ab.json"),
+            (
+                store.pushed_record("app", "0123"),
+                "/s/pushed-v1/app/0123.json",
+            ),
             (store.shortcut_record("cd"), "/s/shortcuts-v1/cd.json"),
             (store.key_lock_path("k"), "/s/locks/k.lock"),
             (store.logs_dir().join("k.log"), "/s/logs/k.log"),

@@ -33,7 +33,7 @@ pub mod stop;
 pub mod supervisor;
 pub mod up;
 
-pub use project::{Host, ProjectPeers};
+pub use project::{Host, ProjectPeers, peers_in_order};
 pub use state::{PeerState, Status};
 
 #[derive(Debug, thiserror::Error)]
