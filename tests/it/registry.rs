@@ -627,3 +627,103 @@ fn a_new_hire_pulls_every_layer_ci_pushed_to_the_team_cache() {
     );
     assert_eq!(diff_ids(&image(project.path(), &store)), diff_ids(&built));
 }
+
+/// The CI job the book shows (`book/src/examples/ci-job.sh`), run as a CI system runs it: in
+/// a fresh store each time, envkit's `env` first on PATH, no terminal.
+#[test]
+fn the_ci_job_in_the_book_fills_the_team_cache_and_fails_when_the_tests_do() {
+    if !can_test("the book's CI job against docker-registry") {
+        return;
+    }
+    let registry = Registry::start(None);
+    let cache_repository = format!("{}/team/cache", registry.address);
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path();
+    std::fs::write(
+        dir.join("env.kdl"),
+        "name \"citest\"\nbase \"debian:bookworm\"\npackages \"python3\" \"python3-pytest\"\n\
+         mount \".\" at=\"/work\"\nworkdir \"/work\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.join("tests")).unwrap();
+    std::fs::write(
+        dir.join("tests/test_app.py"),
+        "def test_adds():\n    assert 1 + 1 == 2\n",
+    )
+    .unwrap();
+    // The developer's step: the lock is committed with the project.
+    let locked = in_store(dir, &shared_store(), &shared_cache(), &["lock"]);
+    assert_eq!(locked.code, Some(0), "{}", locked.transcript());
+
+    let job_script = crate::common::repo_root().join("book/src/examples/ci-job.sh");
+    let bin_dir = crate::common::env_binary().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let job = || {
+        let store = tempfile::tempdir().unwrap();
+        let outcome = run(Command::new("sh")
+            .arg(&job_script)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", dir)
+            .env("ENVKIT_CACHE_DIR", shared_cache())
+            .env("ENVKIT_STORE_DIR", store.path())
+            .env("ENVKIT_TEAM_CACHE", &cache_repository)
+            .env("ENVKIT_TEAM_CACHE_INSECURE", "1")
+            .env("DOCKER_CONFIG", dir.join("no-docker-config"))
+            .stdin(Stdio::null()));
+        (outcome, store)
+    };
+
+    let (first, _) = job();
+    assert_eq!(first.code, Some(0), "{}", first.transcript());
+    assert!(first.stdout.contains("1 passed"), "{}", first.transcript());
+    assert!(
+        first.stderr.contains("team cache: ") && first.stderr.contains("layers sent"),
+        "{}",
+        first.stderr
+    );
+    // The next job (or a laptop) starts from an empty store and builds nothing.
+    let (second, _) = job();
+    assert_eq!(second.code, Some(0), "{}", second.transcript());
+    assert!(
+        second.stderr.contains("packages-1: from the team cache")
+            && !second.stderr.contains("building "),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second
+            .stderr
+            .lines()
+            .all(|line| !line.contains('\r') && !line.contains('\u{1b}')),
+        "plain progress lines: {:?}",
+        second.stderr
+    );
+
+    // A failing test fails the job with pytest's exit code.
+    std::fs::write(
+        dir.join("tests/test_broken.py"),
+        "def test_breaks():\n    assert 1 + 1 == 3\n",
+    )
+    .unwrap();
+    let (failing, _) = job();
+    assert_eq!(failing.code, Some(1), "{}", failing.transcript());
+    assert!(
+        failing.stdout.contains("1 failed"),
+        "{}",
+        failing.transcript()
+    );
+
+    // env.kdl changed without its lock: the job stops at the check and says why.
+    let text = std::fs::read_to_string(dir.join("env.kdl")).unwrap();
+    std::fs::write(dir.join("env.kdl"), format!("{text}packages \"jq\"\n")).unwrap();
+    let (stale, _) = job();
+    assert_ne!(stale.code, Some(0), "{}", stale.transcript());
+    assert!(stale.stderr.contains("jq"), "{}", stale.transcript());
+    assert!(!stale.stderr.contains("building "), "{}", stale.stderr);
+}
