@@ -99,11 +99,23 @@ pub fn push(
                 present.fetch_add(1, Ordering::Relaxed);
                 say(&format!("{}: already in the registry", layer.name));
             }
-            Sent::Uploaded => {
+            Sent::Uploaded { resumed } => {
                 if let Ok(mut sent) = sent_bytes.lock() {
                     *sent += blob.size;
                 }
-                say(&format!("{}: sent {}", layer.name, human_bytes(blob.size)));
+                let resumed = match resumed {
+                    0 => String::new(),
+                    1 => " (the connection dropped once; sent on from what the registry kept)"
+                        .to_string(),
+                    n => format!(
+                        " (the connection dropped {n} times; sent on from what the registry kept)"
+                    ),
+                };
+                say(&format!(
+                    "{}: sent {}{resumed}",
+                    layer.name,
+                    human_bytes(blob.size)
+                ));
             }
         }
         Ok(blob)

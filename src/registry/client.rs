@@ -3,7 +3,7 @@
 //! registry's answer: a 401 names Basic (credentials sent as they are) or a token realm
 //! (credentials traded for a token scoped to the repository), then the request is sent again.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -30,6 +30,9 @@ pub const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
+
+/// Times an upload goes on after its connection dropped before it gives up.
+const UPLOAD_RESUMES: u32 = 5;
 
 /// Manifests are small; more than this is not one.
 const MANIFEST_LIMIT: u64 = 4 << 20;
@@ -212,9 +215,62 @@ impl Client {
         }
     }
 
-    /// Uploads the file at `path` as the blob `digest` (one request for the upload's start,
-    /// one with the whole content).
-    pub fn upload_blob(&self, digest: &str, path: &Path, size: u64) -> Result<(), RegistryError> {
+    /// Uploads the file at `path` as the blob `digest`, as Docker's client does: the upload's
+    /// start, the content streamed in one request, then the digest that closes it. When the
+    /// connection drops while streaming, the registry is asked how much it kept and the rest is
+    /// sent from there (a few times at most); returns how many times that happened.
+    pub fn upload_blob(&self, digest: &str, path: &Path, size: u64) -> Result<u32, RegistryError> {
+        let mut location = self.start_upload()?;
+        let mut offset = 0u64;
+        let mut resumed = 0u32;
+        while offset < size {
+            match self.stream_upload(&location, path, offset, size) {
+                Ok(next) => {
+                    location = next;
+                    offset = size;
+                }
+                Err(error @ RegistryError::Network { .. }) => {
+                    if resumed >= UPLOAD_RESUMES {
+                        return Err(error);
+                    }
+                    resumed += 1;
+                    match self.upload_status(&location) {
+                        Ok((next, kept)) if kept <= size => {
+                            location = next;
+                            offset = kept;
+                        }
+                        // The registry forgot the upload (or never had it): start again.
+                        _ => {
+                            location = self.start_upload()?;
+                            offset = 0;
+                        }
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let mut url = location;
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&format!("digest={digest}"));
+        let mut response = self.send(&url, &|auth| {
+            let mut request = self
+                .agent
+                .put(&url)
+                .header("Content-Type", "application/octet-stream")
+                .header("Content-Length", "0");
+            if let Some(auth) = auth {
+                request = request.header("Authorization", auth);
+            }
+            request.send_empty()
+        })?;
+        match response.status().as_u16() {
+            201 | 204 => Ok(resumed),
+            status => Err(status_error(&url, status, &mut response)),
+        }
+    }
+
+    /// Opens an upload; returns where its content goes.
+    fn start_upload(&self) -> Result<String, RegistryError> {
         let start = self.url("blobs/uploads/");
         let mut response = self.send(&start, &|auth| {
             let mut request = self.agent.post(&start);
@@ -227,33 +283,80 @@ impl Client {
             let status = response.status().as_u16();
             return Err(status_error(&start, status, &mut response));
         }
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| RegistryError::Protocol {
-                url: start.clone(),
-                reason: "the upload's start names no location".into(),
-            })?;
-        let mut url = self.absolute(location);
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str(&format!("digest={digest}"));
+        self.location(&start, &response)
+    }
+
+    /// Streams bytes `offset..size` of the file into the upload at `location`; returns where
+    /// the upload goes on.
+    fn stream_upload(
+        &self,
+        location: &str,
+        path: &Path,
+        offset: u64,
+        size: u64,
+    ) -> Result<String, RegistryError> {
+        let url = self.absolute(location);
         let mut response = self.send(&url, &|auth| {
-            let file = std::fs::File::open(path).map_err(ureq::Error::Io)?;
+            let mut file = std::fs::File::open(path).map_err(ureq::Error::Io)?;
+            file.seek(SeekFrom::Start(offset))
+                .map_err(ureq::Error::Io)?;
             let mut request = self
                 .agent
-                .put(&url)
+                .patch(&url)
                 .header("Content-Type", "application/octet-stream")
-                .header("Content-Length", size.to_string());
+                .header("Content-Length", (size - offset).to_string());
+            if offset > 0 {
+                request = request.header("Content-Range", format!("{offset}-{}", size - 1));
+            }
             if let Some(auth) = auth {
                 request = request.header("Authorization", auth);
             }
-            request.send(ureq::SendBody::from_owned_reader(file))
+            request.send(ureq::SendBody::from_owned_reader(file.take(size - offset)))
         })?;
         match response.status().as_u16() {
-            201 | 204 => Ok(()),
+            202 | 204 => self.location(&url, &response),
             status => Err(status_error(&url, status, &mut response)),
         }
+    }
+
+    /// How much of the upload at `location` the registry holds, and where it goes on.
+    fn upload_status(&self, location: &str) -> Result<(String, u64), RegistryError> {
+        let url = self.absolute(location);
+        let mut response = self.send(&url, &|auth| {
+            let mut request = self.agent.get(&url);
+            if let Some(auth) = auth {
+                request = request.header("Authorization", auth);
+            }
+            request.call()
+        })?;
+        match response.status().as_u16() {
+            204 => {
+                // `Range: 0-N` names the last byte held; none held is `0-0` or no header,
+                // which a registry cannot tell from one byte, so a single byte is sent again.
+                let kept = response
+                    .headers()
+                    .get("range")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|range| range.split_once('-'))
+                    .and_then(|(_, last)| last.trim().parse::<u64>().ok())
+                    .map_or(0, |last| if last == 0 { 0 } else { last + 1 });
+                Ok((self.location(&url, &response)?, kept))
+            }
+            status => Err(status_error(&url, status, &mut response)),
+        }
+    }
+
+    /// The `Location` an upload's answer names, as a full URL.
+    fn location(&self, url: &str, response: &Response) -> Result<String, RegistryError> {
+        response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(|location| self.absolute(location))
+            .ok_or_else(|| RegistryError::Protocol {
+                url: url.to_string(),
+                reason: "the upload's answer names no location".into(),
+            })
     }
 
     /// A `Location` header's target as a full URL.

@@ -727,3 +727,111 @@ fn the_ci_job_in_the_book_fills_the_team_cache_and_fails_when_the_tests_do() {
     assert!(stale.stderr.contains("jq"), "{}", stale.transcript());
     assert!(!stale.stderr.contains("building "), "{}", stale.stderr);
 }
+
+/// A TCP relay to a registry that drops the connection carrying the `cut_after`-th byte its
+/// clients send, once: a network failing in the middle of an upload.
+struct DroppingRelay {
+    address: String,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DroppingRelay {
+    fn start(target: &str, cut_after: u64) -> DroppingRelay {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpStream};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let sent = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicBool::new(false));
+        let target = target.to_string();
+        let relay_dropped = dropped.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let (sent, dropped) = (sent.clone(), relay_dropped.clone());
+                let (mut from_client, mut to_server) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buffer = vec![0u8; 1 << 16];
+                    while let Ok(read) = from_client.read(&mut buffer) {
+                        if read == 0 {
+                            break;
+                        }
+                        let before = sent.fetch_add(read as u64, Ordering::SeqCst);
+                        if before + read as u64 > cut_after && !dropped.swap(true, Ordering::SeqCst)
+                        {
+                            let part = cut_after.saturating_sub(before) as usize;
+                            let _ = to_server.write_all(&buffer[..part]);
+                            let _ = from_client.shutdown(Shutdown::Both);
+                            let _ = to_server.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        if to_server.write_all(&buffer[..read]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_server.shutdown(Shutdown::Write);
+                });
+                let (mut from_server, mut to_client) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        DroppingRelay { address, dropped }
+    }
+}
+
+#[test]
+fn a_push_whose_connection_drops_mid_upload_goes_on_and_the_image_is_whole() {
+    if !can_test("a dropped connection during a push") {
+        return;
+    }
+    let registry = Registry::start(None);
+    // Past the first blob's start: the drop lands inside the base layer's upload.
+    let relay = DroppingRelay::start(&registry.address, 6 << 20);
+    let project = python_project();
+    let built = image(project.path(), &shared_store());
+    let repository = format!("{}/team/dropped", relay.address);
+    let push = in_store(
+        project.path(),
+        &shared_store(),
+        &shared_cache(),
+        &["push", "--insecure", &repository],
+    );
+    assert_eq!(push.code, Some(0), "{}", push.transcript());
+    assert!(
+        relay.dropped.load(std::sync::atomic::Ordering::SeqCst),
+        "the relay never dropped a connection"
+    );
+    assert!(
+        push.stderr.contains("the connection dropped once"),
+        "{}",
+        push.stderr
+    );
+    // Every blob the registry holds is whole: a pull into an empty store checks each digest
+    // and diff_id, and gives the image built here.
+    let store = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let pulled = in_store(
+        project.path(),
+        store.path(),
+        cache.path(),
+        &[
+            "pull",
+            "--insecure",
+            &format!("{}/team/dropped@{}", registry.address, push.stdout.trim()),
+        ],
+    );
+    assert_eq!(pulled.code, Some(0), "{}", pulled.transcript());
+    assert_eq!(
+        diff_ids(&image(project.path(), store.path())),
+        diff_ids(&built)
+    );
+}

@@ -272,7 +272,7 @@ pub fn push_to_cache(
             Err(error) => return Err(registry_error(error)),
         }
         let (blob, sent) = send_layer(&client, store, layer, (clamp, LayerCompression::Gzip))?;
-        if matches!(sent, Sent::Uploaded)
+        if matches!(sent, Sent::Uploaded { .. })
             && let Ok(mut bytes) = bytes_sent.lock()
         {
             *bytes += blob.size;

@@ -270,7 +270,10 @@ pub(crate) fn hash_file(file: &mut File) -> std::io::Result<(u64, Sha256)> {
 /// Whether a blob had to be sent.
 pub(crate) enum Sent {
     AlreadyThere,
-    Uploaded,
+    /// Sent, going on from what the registry kept this many times after a dropped connection.
+    Uploaded {
+        resumed: u32,
+    },
 }
 
 /// Sends `layer`'s blob, compressed so, unless the registry has it. The blob the layer gave
@@ -294,10 +297,10 @@ pub(crate) fn send_layer(
     if client.has_blob(&blob.digest).map_err(registry_error)? {
         return Ok((blob, Sent::AlreadyThere));
     }
-    client
+    let resumed = client
         .upload_blob(&blob.digest, file.path(), blob.size)
         .map_err(registry_error)?;
-    Ok((blob, Sent::Uploaded))
+    Ok((blob, Sent::Uploaded { resumed }))
 }
 
 /// Sends a config blob unless the registry has it; returns its descriptor's digest.
