@@ -93,7 +93,7 @@ impl Drop for Registry {
 
 /// Root, the mirror, docker-registry and skopeo, or a printed reason to skip (unless
 /// ENVKIT_MUST_WORK=1).
-fn can_test(what: &str) -> bool {
+pub fn can_test(what: &str) -> bool {
     if !nix::unistd::geteuid().is_root() {
         assert!(!must_work(), "ENVKIT_MUST_WORK=1 but {what} needs root");
         eprintln!("skipped: {what} needs root");

@@ -447,3 +447,76 @@ fn a_user_without_subordinate_ids_is_told_how_to_get_them() {
         "nothing was built"
     );
 }
+
+#[test]
+fn an_unprivileged_user_pulls_what_root_pushed_and_runs_it_without_building() {
+    if !can_test("a rootless pull") || !crate::registry::can_test("a rootless pull") {
+        return;
+    }
+    let image = shared_image();
+    let registry = crate::registry::Registry::start(None);
+    let pushed_from = tempfile::tempdir().unwrap();
+    std::fs::write(pushed_from.path().join("env.kdl"), IMAGE_ENV).unwrap();
+    std::fs::write(pushed_from.path().join("env.lock"), &image.lock).unwrap();
+    let reference = format!("{}/team/py", registry.address);
+    let push = run(
+        crate::common::envkit(pushed_from.path(), &["push", "--insecure", &reference])
+            .env("ENVKIT_CACHE_DIR", shared_cache())
+            .env("ENVKIT_STORE_DIR", crate::run::shared_store()),
+    );
+    assert_eq!(push.code, Some(0), "{}", push.transcript());
+
+    let user = ensure_user(WITH_RANGE, true);
+    let (sub_uids, sub_gids) = (
+        range_of(&user, "/etc/subuid"),
+        range_of(&user, "/etc/subgid"),
+    );
+    let folders = UserFolders::new(&user, IMAGE_ENV, &image.lock);
+    let pull = folders.env_as(
+        &user,
+        &[
+            "pull",
+            "--insecure",
+            &format!("{reference}@{}", push.stdout.trim()),
+        ],
+    );
+    assert_eq!(pull.code, Some(0), "{}", pull.transcript());
+    let ran = folders.env_as(
+        &user,
+        &[
+            "run",
+            "--",
+            "python3",
+            "-c",
+            "import os; print('pulled', os.getuid())",
+        ],
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.transcript());
+    assert_eq!(ran.stdout, format!("pulled {}\n", user.uid));
+    assert!(
+        !ran.stderr.contains("building") && !ran.stderr.contains("downloading"),
+        "the pulled image is used as it is: {}",
+        ran.stderr
+    );
+    let inspect = folders.env_as(&user, &["inspect", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(
+        json["image"]["id"],
+        image.id.as_str(),
+        "root's image, bit for bit"
+    );
+    // Unpacked in the user's namespace: root's files belong to their subordinate root.
+    let usr_owners: Vec<(u32, u32)> = std::fs::read_dir(folders.store().join("layers-v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("tree/usr"))
+        .filter(|usr| usr.exists())
+        .map(|usr| owner(&usr))
+        .collect();
+    assert!(!usr_owners.is_empty());
+    assert!(
+        usr_owners
+            .iter()
+            .all(|o| *o == (sub_uids.start, sub_gids.start)),
+        "{usr_owners:?}"
+    );
+}
