@@ -6,7 +6,8 @@
 //! **Deleted, in the store:** every other image record; every other layer; stale and damaged
 //! root records; leftovers of builds that died; logs of layers the store no longer has;
 //! temporary files of interrupted atomic writes among the image and root records. **In the
-//! cache:** every other downloaded `.deb`, and partial downloads. Nothing else is touched: not
+//! cache:** every other downloaded `.deb`, partial downloads, and registry blobs a pull left
+//! (interrupted, or never unpacked). Nothing else is touched: not
 //! the cache's indexes, not volumes (they live in the data directory, outside the store), not
 //! the per-key lock files (unlinking a lock file another process has opened would let two
 //! builders of one key in at once). `sweep` does the deleting.
@@ -83,6 +84,7 @@ pub fn sweep(store: &Store, cache_dir: &Path, dry_run: bool) -> Result<Report, G
     if let Some(needed) = &reach.debs {
         sweeper.downloads(&Cache::new(cache_dir), needed)?;
     }
+    sweeper.blobs(&Cache::new(cache_dir))?;
     let mut report = sweeper.report();
     report.warnings = reach.warnings;
     Ok(report)
@@ -361,6 +363,32 @@ mod tests {
         assert_eq!(
             f.debs(),
             [format!("{a}.deb.partial"), format!("{c}.deb.partial")]
+        );
+    }
+
+    #[test]
+    fn blobs_a_pull_left_go_unless_a_pull_is_writing_one() {
+        let f = Fixture::new();
+        let blobs = Cache::new(&f.cache()).blobs_dir();
+        std::fs::create_dir_all(&blobs).unwrap();
+        let (a, b, c) = (sha('a'), sha('b'), sha('c'));
+        std::fs::write(blobs.join(format!("{a}.partial")), b"half").unwrap();
+        std::fs::write(blobs.join(&b), b"whole").unwrap();
+        std::fs::write(blobs.join(format!("{c}.partial")), b"half").unwrap();
+        let downloading = try_lock(&blobs.join(format!("{c}.partial")), false).unwrap();
+        assert!(matches!(downloading, TryLock::Free(Some(_))));
+        let report = sweep(&f.store, &f.cache(), false).unwrap();
+        assert_eq!(report.count(Kind::Leftover), 2, "{:#?}", report.removals);
+        let left: Vec<String> = std::fs::read_dir(&blobs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, [format!("{c}.partial")]);
+        assert!(
+            report
+                .in_use
+                .iter()
+                .any(|line| line.contains("being downloaded"))
         );
     }
 

@@ -323,4 +323,44 @@ impl<'a> Sweeper<'a> {
         }
         Ok(())
     }
+
+    /// Registry blobs a pull left behind: an interrupted download (`.partial`) or a whole blob
+    /// that was never unpacked. A pull still writing one holds its lock and keeps it.
+    pub fn blobs(&mut self, cache: &Cache) -> Result<(), GcError> {
+        let dir = cache.blobs_dir();
+        for (name, path) in entries(&dir).map_err(cache_io(&dir))? {
+            let hex = name.strip_suffix(".partial").unwrap_or(&name);
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let lock = try_lock(&path, false).map_err(cache_io(&path))?;
+            if let TryLock::Held = lock {
+                self.report
+                    .in_use
+                    .push(format!("blob {}: being downloaded", short(hex)));
+                continue;
+            }
+            let what = if name.ends_with(".partial") {
+                format!("partial download of blob {}", short(hex))
+            } else {
+                format!("pulled blob {}, never unpacked", short(hex))
+            };
+            let bytes = disk_usage(&path);
+            if !self.dry_run {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(source) => return Err(GcError::Cache { path, source }),
+                }
+            }
+            self.report.removals.push(Removal {
+                kind: Kind::Leftover,
+                what,
+                path,
+                bytes,
+            });
+            drop(lock);
+        }
+        Ok(())
+    }
 }
