@@ -147,12 +147,17 @@ impl Client {
             Access::Push => "pull,push",
         };
         let wanted = format!("repository:{}:{actions}", self.repository);
-        let mut request = self.agent.get(realm).query(
-            "scope",
-            scope
-                .filter(|s| s.contains(&self.repository))
-                .unwrap_or(&wanted),
-        );
+        // The challenge's scope, when it covers what this client does: a push's first
+        // request (is the blob there?) is challenged for `pull` alone, and a token for that
+        // would be traded again at the upload.
+        let covers = |scope: &&str| {
+            scope.contains(&self.repository)
+                && (self.access == Access::Pull || scope.contains("push"))
+        };
+        let mut request = self
+            .agent
+            .get(realm)
+            .query("scope", scope.filter(covers).unwrap_or(&wanted));
         if let Some(service) = service {
             request = request.query("service", service);
         }

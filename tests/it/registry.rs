@@ -835,3 +835,245 @@ fn a_push_whose_connection_drops_mid_upload_goes_on_and_the_image_is_whole() {
         diff_ids(&built)
     );
 }
+
+/// A token realm for docker-registry's `auth: token` (a test server, as registries' own are
+/// services apart): it checks Basic credentials, then signs a JWT with a key whose self-signed
+/// certificate the registry trusts, granting what the scope asks for. Each request is logged.
+const TOKEN_SERVER: &str = r#"
+import base64, http.server, json, os, subprocess, sys, time, urllib.parse
+port, key, cert, log = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"], capture_output=True, check=True).stdout
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+class Realm(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        given = self.headers.get("Authorization", "")
+        ok = given == "Basic " + base64.b64encode(b"dev:s3cret").decode()
+        with open(log, "a") as out:
+            out.write(json.dumps({"scope": query.get("scope", []), "ok": ok}) + "\n")
+        if not ok:
+            self.send_response(401)
+            self.end_headers()
+            return
+        access = []
+        for scope in query.get("scope", []):
+            kind, name, actions = scope.split(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [base64.b64encode(der).decode()]}
+        claims = {"iss": "envkit-test-issuer", "sub": "dev", "aud": query["service"][0],
+                  "exp": now + 600, "nbf": now - 60, "iat": now, "jti": os.urandom(8).hex(),
+                  "access": access}
+        signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key],
+                                   input=signing_input.encode(), capture_output=True, check=True).stdout
+        body = json.dumps({"token": signing_input + "." + b64url(signature)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Realm).serve_forever()
+"#;
+
+/// A docker-registry that trusts tokens from [`TOKEN_SERVER`], and that server; both stopped
+/// when dropped.
+struct TokenRegistry {
+    address: String,
+    realm_log: PathBuf,
+    children: Vec<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl TokenRegistry {
+    fn start() -> TokenRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        let free_port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=envkit-test-issuer", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+        let realm_port = free_port();
+        let realm_log = dir.path().join("realm.log");
+        let script = dir.path().join("realm.py");
+        std::fs::write(&script, TOKEN_SERVER).unwrap();
+        let realm = Command::new("python3")
+            .arg(&script)
+            .arg(realm_port.to_string())
+            .arg(&key)
+            .arg(&cert)
+            .arg(&realm_log)
+            .stderr(std::fs::File::create(dir.path().join("realm.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let address = format!("127.0.0.1:{}", free_port());
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {address}\nauth:\n  token:\n    realm: http://127.0.0.1:{realm_port}/token\n\
+                 \x20   service: envkit-test-registry\n    issuer: envkit-test-issuer\n\
+                 \x20   rootcertbundle: {}\n",
+                dir.path().join("data").display(),
+                cert.display()
+            ),
+        )
+        .unwrap();
+        let registry = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let started = TokenRegistry {
+            address,
+            realm_log,
+            children: vec![realm, registry],
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for target in [format!("127.0.0.1:{realm_port}"), started.address.clone()] {
+            while std::net::TcpStream::connect(&target).is_err() {
+                assert!(Instant::now() < deadline, "{target} did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        started
+    }
+
+    /// The realm's requests so far: each scope asked for, and whether the credentials were
+    /// right.
+    fn realm_requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.realm_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for TokenRegistry {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_registry_with_a_token_realm_gets_a_token_for_the_docker_configs_credentials() {
+    if !can_test("pushing to a registry with a token realm") {
+        return;
+    }
+    let registry = TokenRegistry::start();
+    let project = python_project();
+    let repository = format!("{}/team/py", registry.address);
+    let dir = tempfile::tempdir().unwrap();
+    let docker_config = |password: &str| {
+        let folder = dir.path().join(format!("docker-{password}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let auth = base64_encode(format!("dev:{password}").as_bytes());
+        std::fs::write(
+            folder.join("config.json"),
+            format!(
+                r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+                registry.address
+            ),
+        )
+        .unwrap();
+        folder
+    };
+    let with_config = |folder: &Path, store: &Path, cache: &Path, args: &[&str]| {
+        run(envkit(project.path(), args)
+            .env("ENVKIT_CACHE_DIR", cache)
+            .env("ENVKIT_STORE_DIR", store)
+            .env("DOCKER_CONFIG", folder))
+    };
+
+    let wrong = with_config(
+        &docker_config("wrong"),
+        &shared_store(),
+        &shared_cache(),
+        &["push", "--insecure", &repository],
+    );
+    assert_eq!(wrong.code, Some(2), "{}", wrong.transcript());
+    assert!(
+        wrong.stderr.contains(&format!(
+            "`{}` refused the credentials from the Docker config file",
+            registry.address
+        )),
+        "{}",
+        wrong.stderr
+    );
+
+    let right = docker_config("s3cret");
+    let push = with_config(
+        &right,
+        &shared_store(),
+        &shared_cache(),
+        &["push", "--insecure", &repository],
+    );
+    assert_eq!(push.code, Some(0), "{}", push.transcript());
+    let requests = registry.realm_requests();
+    assert!(
+        requests.iter().any(|request| request["ok"] == true
+            && request["scope"][0] == "repository:team/py:pull,push"),
+        "a token for pushing was asked for: {requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|request| request["scope"][0] == "repository:team/py:pull,push"),
+        "a push asks for one token that covers it all, the wrong password's tries too: {requests:?}"
+    );
+    // skopeo, with the same credentials, sees what was pushed.
+    let inspected = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--creds", "dev:s3cret"])
+        .arg(format!("docker://{repository}@{}", push.stdout.trim()))
+        .output()
+        .unwrap();
+    assert!(
+        inspected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspected.stderr)
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let pull = with_config(
+        &right,
+        &empty.path().join("store"),
+        &empty.path().join("cache"),
+        &[
+            "pull",
+            "--insecure",
+            &format!("{repository}@{}", push.stdout.trim()),
+        ],
+    );
+    assert_eq!(pull.code, Some(0), "{}", pull.transcript());
+    assert!(
+        registry.realm_requests().iter().any(
+            |request| request["ok"] == true && request["scope"][0] == "repository:team/py:pull"
+        ),
+        "a token for pulling was asked for"
+    );
+}
