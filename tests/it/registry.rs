@@ -490,6 +490,64 @@ fn a_registry_that_asks_for_credentials_gets_them_from_the_docker_config() {
     .env("ENVKIT_STORE_DIR", empty.path().join("store"))
     .env("DOCKER_CONFIG", &right));
     assert_eq!(pull.code, Some(0), "{}", pull.transcript());
+
+    // A credential helper the config names for this registry gives them instead (what
+    // `docker login` sets up with a desktop keychain), asked with the registry on stdin.
+    let helpers = dir.path().join("helpers");
+    std::fs::create_dir_all(&helpers).unwrap();
+    let helper = helpers.join("docker-credential-envkit-test");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh
+[ \"$1\" = get ] || exit 1
+read server
+echo \"$server\" > {}
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"dev\",\"Secret\":\"s3cret\"}}' \"$server\"
+",
+            helpers.join("asked").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let with_helper = dir.path().join("docker-helper");
+    std::fs::create_dir_all(&with_helper).unwrap();
+    std::fs::write(
+        with_helper.join("config.json"),
+        format!(
+            r#"{{"credHelpers": {{"{}": "envkit-test"}}}}"#,
+            registry.address
+        ),
+    )
+    .unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let pull = run(envkit(
+        project.path(),
+        &[
+            "pull",
+            "--insecure",
+            &format!("{repository}@{}", push.stdout.trim()),
+        ],
+    )
+    .env("ENVKIT_CACHE_DIR", empty.path().join("cache"))
+    .env("ENVKIT_STORE_DIR", empty.path().join("store"))
+    .env("DOCKER_CONFIG", &with_helper)
+    .env(
+        "PATH",
+        format!(
+            "{}:{}",
+            helpers.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+    ));
+    assert_eq!(pull.code, Some(0), "{}", pull.transcript());
+    assert_eq!(
+        std::fs::read_to_string(helpers.join("asked"))
+            .unwrap()
+            .trim(),
+        registry.address,
+        "the helper was asked for this registry"
+    );
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
