@@ -169,7 +169,8 @@ pub fn image_config(spec: &Spec, lock: &Lock) -> ImageConfig {
     ImageConfig {
         env,
         working_dir: spec.workdir.clone(),
-        user: None,
+        // Said outright, so an engine's policy (runAsNonRoot, say) sees who it runs as.
+        user: Some("0:0".into()),
         entrypoint: None,
         cmd: Some(cmd),
         exposed_ports: spec.ports.clone(),

@@ -207,6 +207,7 @@ fn podman_loads_both_archives_and_runs_the_baked_app_as_env_run_does() {
         ]);
         let config: serde_json::Value = serde_json::from_str(&config.stdout).unwrap();
         assert_eq!(config["WorkingDir"], "/app", "{config}");
+        assert_eq!(config["User"], "0:0", "{config}");
         assert_eq!(config["Cmd"][2], "python3 main.py", "{config}");
         assert_eq!(config["Labels"]["dev.envkit.project"], "hello", "{config}");
         assert!(
