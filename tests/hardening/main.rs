@@ -1,0 +1,20 @@
+//! The hardening suite: envkit under load, faults and hostile input, judged by what a user
+//! would find afterwards (every run's output right, nothing left behind). Tests that need
+//! root or the mirror skip when the machine cannot give them, unless `ENVKIT_MUST_WORK=1`.
+//!
+//! Its tests take turns ([`exclusive`]): they count what the whole machine holds (mounts,
+//! namespaces, processes), which a neighbour running at the same time would change.
+
+#[path = "../it/common.rs"]
+#[allow(dead_code)]
+mod common;
+
+mod load;
+
+use std::sync::{Mutex, MutexGuard};
+
+/// Held by each test for its whole run.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
