@@ -75,7 +75,9 @@ fn sixteen_sessions_of_one_environment_at_once_each_print_their_own_output() {
                     "--",
                     "python3",
                     "-c",
-                    &format!("import os, time; time.sleep(0.5); print('session {index}', os.getpid())"),
+                    &format!(
+                        "import os, time; time.sleep(0.5); print('session {index}', os.getpid())"
+                    ),
                 ])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -168,7 +170,12 @@ fn footprint(state: &Path) -> Footprint {
         .unwrap()
         .lines()
         // Mount ids change; where and what is mounted does not.
-        .map(|line| line.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
+        .map(|line| {
+            line.split_whitespace()
+                .skip(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect();
     let ours = |kind: &str| std::fs::read_link(format!("/proc/self/ns/{kind}")).ok();
     let env_binary = crate::common::env_binary();
@@ -197,7 +204,11 @@ fn footprint(state: &Path) -> Footprint {
     }
     let mut files = BTreeSet::new();
     for dir in [state.join("run"), state.join("store/tmp")] {
-        for entry in walkdir::WalkDir::new(&dir).min_depth(1).into_iter().flatten() {
+        for entry in walkdir::WalkDir::new(&dir)
+            .min_depth(1)
+            .into_iter()
+            .flatten()
+        {
             files.insert(entry.path().display().to_string());
         }
     }
@@ -228,7 +239,11 @@ fn a_thousand_sessions_in_a_row_leave_nothing_behind() {
     let left = |a: &BTreeSet<String>, b: &BTreeSet<String>| -> Vec<String> {
         b.difference(a).cloned().collect()
     };
-    assert_eq!(left(&before.mounts, &after.mounts), Vec::<String>::new(), "mounts");
+    assert_eq!(
+        left(&before.mounts, &after.mounts),
+        Vec::<String>::new(),
+        "mounts"
+    );
     assert_eq!(
         left(&before.namespaces, &after.namespaces),
         Vec::<String>::new(),
@@ -239,5 +254,9 @@ fn a_thousand_sessions_in_a_row_leave_nothing_behind() {
         Vec::<String>::new(),
         "processes"
     );
-    assert_eq!(left(&before.files, &after.files), Vec::<String>::new(), "files");
+    assert_eq!(
+        left(&before.files, &after.files),
+        Vec::<String>::new(),
+        "files"
+    );
 }

@@ -5,10 +5,16 @@
 //! Its tests take turns ([`exclusive`]): they count what the whole machine holds (mounts,
 //! namespaces, processes), which a neighbour running at the same time would change.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test on any setup error"
+)]
+
 #[path = "../it/common.rs"]
 #[allow(dead_code)]
 mod common;
 
+mod faults;
 mod load;
 
 use std::sync::{Mutex, MutexGuard};
@@ -16,5 +22,6 @@ use std::sync::{Mutex, MutexGuard};
 /// Held by each test for its whole run.
 pub fn exclusive() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -24,10 +24,13 @@
 //!   reached from every kind of environment through ten up/down cycles, a thousand
 //!   connections at once through one link, nothing left after `env down` (root and rootless).
 //! - `engines`: podman loads the OCI and Docker archives of an app baked with `copy` and
-//!   `command` and runs it as `env run` does (root, network tier).
+//!   `command` and runs it as `env run` does; `podman kube play` and `podman-compose` run the
+//!   Kubernetes and Compose exports of an app and its PostgreSQL peer, pulled from
+//!   `docker-registry`, and the manifests pass kubernetes-validate (root, network tier).
 //! - `registry`: `env push` and `env pull` against `docker-registry` on loopback, judged by
 //!   skopeo: gzip and zstd, nothing sent twice, a pull into an empty store that runs without
-//!   building, a damaged blob refused, Basic credentials from a Docker config (root, network).
+//!   building, a damaged blob refused, a connection dropped mid-upload, Basic credentials,
+//!   a credential helper and a token realm, the team cache, the book's CI job (root, network).
 
 #![allow(
     clippy::unwrap_used,

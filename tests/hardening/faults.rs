@@ -1,0 +1,214 @@
+//! Faults: `kill -9` of `env build` while it downloads, extracts, runs dpkg and publishes a
+//! layer; each time the next build succeeds, the image verifies, and `env gc` then finds
+//! nothing stray to delete (root, network tier: the `.deb`s come from the mirror).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Outcome, envkit, must_work, network_tier, run};
+
+fn can_test(what: &str) -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(!must_work(), "ENVKIT_MUST_WORK=1 but {what} needs root");
+        eprintln!("skipped: {what} needs root");
+        return false;
+    }
+    network_tier(what)
+}
+
+/// A project with a store, cache, data and runtime folder of its own, all empty.
+struct Project {
+    dir: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Project {
+    fn command(&self, args: &[&str]) -> Command {
+        let state = self.state.path();
+        let mut command = envkit(self.dir.path(), args);
+        command
+            .env("ENVKIT_CACHE_DIR", state.join("cache"))
+            .env("ENVKIT_STORE_DIR", state.join("store"))
+            .env("ENVKIT_DATA_DIR", state.join("data"))
+            .env("ENVKIT_RUNTIME_DIR", state.join("run"));
+        command
+    }
+
+    fn env(&self, args: &[&str]) -> Outcome {
+        run(&mut self.command(args))
+    }
+}
+
+/// The moment to kill the build at.
+#[derive(Debug, Clone, Copy)]
+enum Moment {
+    /// Once it says it downloads.
+    Downloading,
+    /// Just after it starts the base layer, which unpacks the Essential set first.
+    Extracting,
+    /// While a `dpkg` it started runs.
+    RunningDpkg,
+    /// As it reports a layer built: the layer is being published and the image recorded.
+    Publishing,
+}
+
+/// Whether some process below `root` runs `dpkg`.
+fn dpkg_runs_below(root: u32) -> bool {
+    let parent_of = |pid: &str| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        after_name.split_whitespace().nth(1)?.parse().ok()
+    };
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != "dpkg" {
+            continue;
+        }
+        let mut current = pid.clone();
+        for _ in 0..32 {
+            match parent_of(&current) {
+                Some(parent) if parent == root => return true,
+                Some(parent) if parent > 1 => current = parent.to_string(),
+                _ => break,
+            }
+        }
+    }
+    false
+}
+
+/// Starts `env build` and kills it (SIGKILL) at `moment`; returns whether the moment came.
+fn kill_build_at(project: &Project, moment: Moment) -> bool {
+    let mut child: Child = project
+        .command(&["build"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut came = false;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        let line = seen.recv_timeout(Duration::from_millis(20)).ok();
+        let now = match moment {
+            Moment::Downloading => line
+                .as_deref()
+                .is_some_and(|l| l.starts_with("downloading ")),
+            Moment::Extracting => line.as_deref() == Some("building base layer"),
+            Moment::RunningDpkg => dpkg_runs_below(pid),
+            Moment::Publishing => line.as_deref().is_some_and(|l| l.starts_with("built ")),
+        };
+        if now {
+            if let Moment::Extracting = moment {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            came = true;
+            break;
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = child.wait();
+    came
+}
+
+/// What `env gc --dry-run` would delete.
+fn stray(project: &Project) -> Vec<String> {
+    let gc = project.env(&["gc", "--dry-run"]);
+    assert_eq!(gc.code, Some(0), "{}", gc.transcript());
+    gc.stderr
+        .lines()
+        .filter(|line| line.starts_with("would delete"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every file under `dir` whose name says it is temporary, outside the layers' trees (whose
+/// files are the packages').
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|entry| entry.file_name() != "tree")
+        .flatten()
+        .map(|entry| entry.path().to_path_buf())
+        .filter(|path| {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            name.ends_with(".partial") || name.contains(".tmp") || name.starts_with(".envkit-")
+        })
+        .collect()
+}
+
+#[test]
+fn a_build_killed_at_any_step_leaves_a_store_the_next_build_finishes() {
+    let _turn = crate::exclusive();
+    if !can_test("builds killed with SIGKILL") {
+        return;
+    }
+    let project = Project {
+        dir: tempfile::tempdir().unwrap(),
+        state: tempfile::tempdir().unwrap(),
+    };
+    std::fs::write(
+        project.dir.path().join("env.kdl"),
+        "name \"faults\"\nbase \"debian:bookworm\"\npackages \"python3\"\n\
+         setup \"echo set up > /etc/faults\"\n",
+    )
+    .unwrap();
+    let locked = project.env(&["lock"]);
+    assert_eq!(locked.code, Some(0), "{}", locked.transcript());
+
+    for moment in [
+        Moment::Downloading,
+        Moment::Extracting,
+        Moment::RunningDpkg,
+        Moment::Publishing,
+        Moment::RunningDpkg,
+    ] {
+        let came = kill_build_at(&project, moment);
+        assert!(came, "the build finished before {moment:?}");
+        // Nothing half-made under a real name: every layer folder is a finished layer.
+        let layers = project.state.path().join("store/layers-v1");
+        for entry in std::fs::read_dir(&layers).into_iter().flatten().flatten() {
+            assert!(
+                entry.path().join("layer.json").is_file(),
+                "after a kill {moment:?}: {} is not a finished layer",
+                entry.path().display()
+            );
+        }
+    }
+    // No build is running: whatever the killed ones left is for the next build to clear.
+    let build = project.env(&["build"]);
+    assert_eq!(build.code, Some(0), "{}", build.transcript());
+    let ran = project.env(&["run", "--", "cat", "/etc/faults"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.transcript());
+    assert_eq!(ran.stdout, "set up\n");
+    let verify = project.env(&["verify"]);
+    assert_eq!(verify.code, Some(0), "{}", verify.transcript());
+    assert_eq!(
+        stray(&project),
+        Vec::<String>::new(),
+        "env gc finds stray data"
+    );
+    assert_eq!(
+        temporaries(project.state.path()),
+        Vec::<PathBuf>::new(),
+        "temporary files left"
+    );
+}
