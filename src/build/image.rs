@@ -81,6 +81,19 @@ pub enum BuildError {
     Store(#[from] StoreError),
 }
 
+impl BuildError {
+    /// The record found damaged, when that is what stopped the build.
+    pub fn damaged_record(&self) -> Option<&std::path::Path> {
+        match self {
+            BuildError::Store(StoreError::Record { path, .. })
+            | BuildError::Plan(super::plan::PlanError::Store(StoreError::Record {
+                path, ..
+            })) => Some(path),
+            _ => None,
+        }
+    }
+}
+
 /// What the image is built from.
 pub struct BuildInputs<'a> {
     /// The environment's name (image name before the colon).

@@ -27,6 +27,8 @@ pub enum VerifyError {
 pub struct LayerCheck {
     /// The layer's name in the image (`base`, `packages-1`, ...).
     pub layer: String,
+    /// Its key in the store.
+    pub key: String,
     /// The diff_id recorded when it was built.
     pub recorded: String,
     pub outcome: Outcome,
@@ -38,6 +40,15 @@ pub enum Outcome {
     Matches,
     /// The tree gives another diff_id.
     Changed { actual: String, files: ChangedFiles },
+    /// The layer's record cannot be read: the folder is no longer a layer envkit can trust.
+    Damaged { reason: String },
+}
+
+impl Outcome {
+    /// Whether the layer must be built (or pulled) again.
+    pub fn is_damaged(&self) -> bool {
+        !matches!(self, Outcome::Matches)
+    }
 }
 
 /// Which files of a changed layer differ from its member list.
@@ -71,7 +82,20 @@ fn check_layer(
     layer: &ImageLayer,
     clamp_mtime: u64,
 ) -> Result<LayerCheck, VerifyError> {
-    let kind = store.existing_layer(&layer.key)?.kind;
+    let check = |outcome| LayerCheck {
+        layer: layer.name.clone(),
+        key: layer.key.clone(),
+        recorded: layer.diff_id.clone(),
+        outcome,
+    };
+    let kind = match store.existing_layer(&layer.key) {
+        Ok(record) => record.kind,
+        Err(error) => {
+            return Ok(check(Outcome::Damaged {
+                reason: error.to_string(),
+            }));
+        }
+    };
     let digest = layer_digest(
         &store.tree(&layer.key),
         &TarOptions::for_layer(&kind, clamp_mtime),
@@ -93,11 +117,7 @@ fn check_layer(
             files,
         }
     };
-    Ok(LayerCheck {
-        layer: layer.name.clone(),
-        recorded: layer.diff_id.clone(),
-        outcome,
-    })
+    Ok(check(outcome))
 }
 
 #[cfg(test)]

@@ -51,7 +51,11 @@ pub enum Command {
     /// List built images.
     Images(images::ImagesArgs),
     /// Recompute every layer's digest and name the files that changed since the build.
-    Verify,
+    Verify {
+        /// Build the damaged layers again (or pull them from the team cache).
+        #[arg(long)]
+        repair: bool,
+    },
     /// Open an interactive shell in the environment.
     Shell {
         /// Be root inside the environment.
@@ -245,7 +249,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Lock(args) => lock::run(&args, file),
         Command::Build(args) => build::run(&args, file),
         Command::Images(args) => images::run(&args),
-        Command::Verify => verify::run(file),
+        Command::Verify { repair } => verify::run(file, repair),
         Command::Shell { root, locking } => session::enter(file, root, Vec::new(), &locking),
         Command::Run {
             root,

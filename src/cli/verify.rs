@@ -8,15 +8,25 @@ use crate::build::members::Differences;
 use crate::build::verify::{ChangedFiles, LayerCheck, Outcome};
 use crate::ops::{self, LockMode};
 
-pub fn run(file: Option<&Path>) -> Result<(), Failure> {
-    let name = ops::verify::verify(&project(file)?, LockMode::Update, &mut print_check)?;
-    eprintln!("{name}: every layer matches its recorded diff_id");
+pub fn run(file: Option<&Path>, repair: bool) -> Result<(), Failure> {
+    let verified =
+        ops::verify::verify(&project(file)?, LockMode::Update, repair, &mut print_check)?;
+    if !verified.repaired.is_empty() {
+        eprintln!("repaired {}", verified.repaired.join(", "));
+    }
+    eprintln!(
+        "{}: every layer matches its recorded diff_id",
+        verified.image
+    );
     Ok(())
 }
 
 fn print_check(check: &LayerCheck) {
     match &check.outcome {
         Outcome::Matches => eprintln!("ok       {:<11} {}", check.layer, check.recorded),
+        Outcome::Damaged { reason } => {
+            eprintln!("DAMAGED  {:<11} {reason}", check.layer)
+        }
         Outcome::Changed { actual, files } => {
             eprintln!(
                 "CHANGED  {:<11} recorded {}, tree gives {}",

@@ -102,6 +102,10 @@ impl Error {
             Error::Io { .. } => None,
             Error::Solve(error) => error.hint(),
             Error::Build(crate::build::image::BuildError::Download(error)) => error.hint(),
+            Error::Build(error) if error.damaged_record().is_some() => Some(
+                "the store was modified outside envkit; `env verify --repair` builds the damaged layers again"
+                    .into(),
+            ),
             Error::Build(_) | Error::Verify(_) => None,
             Error::Userns(error) => error.help(),
             Error::Peer(error) => error.hint(),

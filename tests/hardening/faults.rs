@@ -25,6 +25,22 @@ struct Project {
 }
 
 impl Project {
+    /// Empty folders of its own, but the download cache other tests share (nothing of this
+    /// test is about downloads).
+    fn with_shared_downloads(env: &str) -> Project {
+        let project = Project {
+            dir: tempfile::tempdir().unwrap(),
+            state: tempfile::tempdir().unwrap(),
+        };
+        std::fs::write(project.dir.path().join("env.kdl"), env).unwrap();
+        std::os::unix::fs::symlink(
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("envkit-shared-cache"),
+            project.state.path().join("cache"),
+        )
+        .unwrap();
+        project
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let state = self.state.path();
         let mut command = envkit(self.dir.path(), args);
@@ -211,4 +227,98 @@ fn a_build_killed_at_any_step_leaves_a_store_the_next_build_finishes() {
         Vec::<PathBuf>::new(),
         "temporary files left"
     );
+}
+
+/// Flips one byte of `path` in place, halfway through.
+fn flip_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_flipped_byte_is_found_by_verify_and_repair_builds_the_same_layers_again() {
+    let _turn = crate::exclusive();
+    if !can_test("damaged layers repaired") {
+        return;
+    }
+    let project = Project::with_shared_downloads(
+        "name \"flipped\"\nbase \"debian:bookworm\"\npackages \"python3\"\n\
+         setup \"echo set up > /etc/flipped\"\n",
+    );
+    let build = project.env(&["build"]);
+    assert_eq!(build.code, Some(0), "{}", build.transcript());
+    let inspect = project.env(&["inspect", "--json"]);
+    let image: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    let layers = image["image"]["layers"].as_array().unwrap().clone();
+    let layer_dir = |name: &str| {
+        let layer = layers.iter().find(|layer| layer["name"] == name).unwrap();
+        project
+            .state
+            .path()
+            .join("store/layers-v1")
+            .join(layer["key"].as_str().unwrap())
+    };
+    // A program of the base and python of the packages layer.
+    flip_byte(&layer_dir("base").join("tree/usr/bin/dpkg"));
+    flip_byte(&layer_dir("packages-1").join("tree/usr/bin/python3.11"));
+    let found = project.env(&["verify"]);
+    assert_eq!(found.code, Some(1), "{}", found.transcript());
+    for needle in [
+        "CHANGED  base",
+        "changed  /usr/bin/dpkg",
+        "CHANGED  packages-1",
+        "changed  /usr/bin/python3.11",
+        "ok       setup-1",
+        "2 layer(s) changed since they were built: base, packages-1",
+        "env verify --repair",
+    ] {
+        assert!(found.stderr.contains(needle), "{needle}: {}", found.stderr);
+    }
+    // And the record of the setup layer: no image can be named through it any more.
+    let record = layer_dir("setup-1").join("layer.json");
+    let mut text = std::fs::read(&record).unwrap();
+    text[0] ^= 0x01;
+    std::fs::write(&record, text).unwrap();
+    let found = project.env(&["verify"]);
+    assert_eq!(found.code, Some(1), "{}", found.transcript());
+    assert!(
+        found.stderr.contains("is damaged") && found.stderr.contains("env verify --repair"),
+        "{}",
+        found.stderr
+    );
+
+    let repaired = project.env(&["verify", "--repair"]);
+    assert_eq!(repaired.code, Some(0), "{}", repaired.transcript());
+    assert!(
+        repaired
+            .stderr
+            .contains("repaired base, packages-1, setup-1"),
+        "{}",
+        repaired.stderr
+    );
+    let again = project.env(&["inspect", "--json"]);
+    let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(
+        again["image"]["layers"], image["image"]["layers"],
+        "the same layers, bit for bit"
+    );
+    let clean = project.env(&["verify"]);
+    assert_eq!(clean.code, Some(0), "{}", clean.transcript());
+    let ran = project.env(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/flipped && dpkg --version",
+    ]);
+    assert_eq!(ran.code, Some(0), "{}", ran.transcript());
+    assert!(ran.stdout.starts_with("set up\n"), "{}", ran.stdout);
+    // The download cache is shared with other stores, whose .debs this store does not need.
+    let stray: Vec<String> = stray(&project)
+        .into_iter()
+        .filter(|line| !line.starts_with("would delete download "))
+        .collect();
+    assert_eq!(stray, Vec::<String>::new(), "env gc finds stray data");
 }

@@ -70,6 +70,23 @@ pub fn collect(
     sweep(store, cache_dir, dry_run)
 }
 
+/// Deletes the layers `keys` (damaged ones `env verify --repair` builds again), once no build
+/// or session uses the store. An image that lists one is built again by the next build.
+pub fn discard_layers(
+    store: &Store,
+    keys: &[String],
+    on_wait: &dyn Fn(),
+) -> Result<(), StoreError> {
+    let _exclusive = in_use::lock_exclusive(store, on_wait)?;
+    for key in keys {
+        let dir = store.layer_dir(key);
+        if dir.exists() {
+            sweep::delete_layer(store, key, &dir)?;
+        }
+    }
+    Ok(())
+}
+
 /// [`collect`] without the store lock: what it does once no build runs.
 pub fn sweep(store: &Store, cache_dir: &Path, dry_run: bool) -> Result<Report, GcError> {
     let roots = roots::scan(store)?;

@@ -208,18 +208,8 @@ impl<'a> Sweeper<'a> {
         Ok(remaining)
     }
 
-    /// Moves the layer out from under its real name in one rename, then removes it.
     fn delete_layer(&self, key: &str, dir: &Path) -> Result<(), StoreError> {
-        let tmp = self.store.tmp_dir();
-        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        let doomed = self.store.gc_temporary(key);
-        remove_path(&doomed)?;
-        if std::fs::rename(dir, &doomed).is_ok() {
-            return remove_tree(&doomed);
-        }
-        // Not on one file system: without its record the folder is no longer a layer.
-        remove_path(&self.store.layer_record_path(key))?;
-        remove_tree(dir)
+        delete_layer(self.store, key, dir)
     }
 
     /// Leftovers in the store's temporary folder whose key nobody is building.
@@ -363,4 +353,18 @@ impl<'a> Sweeper<'a> {
         }
         Ok(())
     }
+}
+
+/// Moves the layer out from under its real name in one rename, then removes it.
+pub(super) fn delete_layer(store: &Store, key: &str, dir: &Path) -> Result<(), StoreError> {
+    let tmp = store.tmp_dir();
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let doomed = store.gc_temporary(key);
+    remove_path(&doomed)?;
+    if std::fs::rename(dir, &doomed).is_ok() {
+        return remove_tree(&doomed);
+    }
+    // Not on one file system: without its record the folder is no longer a layer.
+    remove_path(&store.layer_record_path(key))?;
+    remove_tree(dir)
 }
