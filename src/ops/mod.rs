@@ -96,6 +96,15 @@ impl Error {
 
     /// What to do next, when envkit knows.
     pub fn hint(&self) -> Option<String> {
+        if self.disk_is_full() {
+            return Some(format!(
+                "the disk holding envkit's store (`{}`) or download cache (`{}`) is full: \
+                 `env gc` frees what no project needs, or set ENVKIT_STORE_DIR and \
+                 ENVKIT_CACHE_DIR to folders on a larger disk",
+                crate::paths::store_dir().display(),
+                crate::paths::cache_dir().display()
+            ));
+        }
         match self {
             Error::Spec(error) => error.hint(),
             Error::User { hint, .. } | Error::Stale { hint, .. } => hint.clone(),
@@ -115,6 +124,22 @@ impl Error {
                 "check the command's name; packages it needs go in env.kdl's `packages`".into(),
             ),
         }
+    }
+}
+
+impl Error {
+    /// Whether a write failed for want of space, somewhere down the chain of causes.
+    fn disk_is_full(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(error) = cause {
+            if let Some(io) = error.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::StorageFull
+            {
+                return true;
+            }
+            cause = error.source();
+        }
+        false
     }
 }
 

@@ -322,3 +322,101 @@ fn a_flipped_byte_is_found_by_verify_and_repair_builds_the_same_layers_again() {
         .collect();
     assert_eq!(stray, Vec::<String>::new(), "env gc finds stray data");
 }
+
+/// A tmpfs of `size` mounted on `at`; unmounted when dropped.
+struct SmallDisk {
+    at: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> SmallDisk {
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "envkit-full-disk",
+            ])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(mounted.status.success(), "{mounted:?}");
+        SmallDisk {
+            at: at.to_path_buf(),
+        }
+    }
+
+    fn resize(&self, size: &str) {
+        let resized = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.at)
+            .output()
+            .unwrap();
+        assert!(resized.status.success(), "{resized:?}");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_the_store_stays_usable() {
+    let _turn = crate::exclusive();
+    if !can_test("a build on a full disk") {
+        return;
+    }
+    let project = Project::with_shared_downloads(
+        "name \"full\"\nbase \"debian:bookworm\"\npackages \"python3\"\n",
+    );
+    let store = project.state.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    // The base layer alone takes over 100 MB.
+    let disk = SmallDisk::mount(&store, "48m");
+    let build = project.env(&["build"]);
+    assert_ne!(build.code, Some(0), "{}", build.transcript());
+    assert!(
+        build.stderr.contains("No space left on device"),
+        "the error says the disk is full: {}",
+        build.stderr
+    );
+    assert!(
+        build.stderr.contains(&format!(
+            "the disk holding envkit's store (`{}`)",
+            store.display()
+        )),
+        "the error says where: {}",
+        build.stderr
+    );
+    // Nothing half-made under a real name, and gc clears what the failed build left.
+    for entry in std::fs::read_dir(store.join("layers-v1"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        assert!(
+            entry.path().join("layer.json").is_file(),
+            "{} is not a finished layer",
+            entry.path().display()
+        );
+    }
+    let gc = project.env(&["gc"]);
+    assert_eq!(gc.code, Some(0), "{}", gc.transcript());
+    assert_eq!(
+        temporaries(&store),
+        Vec::<PathBuf>::new(),
+        "temporary files left"
+    );
+    // With room again, the same store builds the image, and it verifies.
+    disk.resize("2g");
+    let build = project.env(&["build"]);
+    assert_eq!(build.code, Some(0), "{}", build.transcript());
+    let verify = project.env(&["verify"]);
+    assert_eq!(verify.code, Some(0), "{}", verify.transcript());
+    let ran = project.env(&["run", "--", "python3", "-c", "print('room')"]);
+    assert_eq!(ran.stdout, "room\n", "{}", ran.transcript());
+    drop(disk);
+}
