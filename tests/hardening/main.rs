@@ -14,6 +14,7 @@
 #[allow(dead_code)]
 mod common;
 
+mod escapes;
 mod faults;
 mod load;
 
