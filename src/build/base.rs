@@ -366,65 +366,7 @@ pub(crate) fn clean(tree: &Path) -> Result<(), BaseError> {
 pub fn source_date_epoch(lock: &Lock) -> u64 {
     lock.indexes
         .iter()
-        .filter_map(|i| rfc2822_epoch(&i.date))
+        .filter_map(|i| crate::civil_time::rfc2822_epoch(&i.date))
         .max()
         .unwrap_or(0)
-}
-
-/// Seconds since 1970 for a Release `Date:` such as `Sat, 11 Jul 2026 10:16:37 UTC`.
-pub fn rfc2822_epoch(date: &str) -> Option<u64> {
-    let mut words = date.split_whitespace();
-    let first = words.next()?;
-    let day: u64 = if first.ends_with(',') {
-        words.next()?.parse().ok()?
-    } else {
-        first.parse().ok()?
-    };
-    let month_name = words.next()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == month_name)? as u64
-        + 1;
-    let year: i64 = words.next()?.parse().ok()?;
-    let mut clock = words.next()?.split(':').map(|p| p.parse::<u64>().ok());
-    let (hour, minute, second) = (
-        clock.next()??,
-        clock.next()??,
-        clock.next().flatten().unwrap_or(0),
-    );
-    // Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * m as i64 + 2) / 5 + day as i64 - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    u64::try_from(days)
-        .ok()
-        .map(|d| d * 86_400 + hour * 3600 + minute * 60 + second)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn release_dates_become_epochs() {
-        assert_eq!(rfc2822_epoch("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
-        assert_eq!(
-            rfc2822_epoch("Sat, 11 Jul 2026 10:16:37 UTC"),
-            Some(1_783_764_997)
-        );
-        assert_eq!(
-            rfc2822_epoch("Tue, 29 Feb 2000 12:00:00 UTC"),
-            Some(951_825_600)
-        );
-        assert_eq!(rfc2822_epoch("garbage"), None);
-    }
 }

@@ -19,6 +19,9 @@ pub struct Release {
     pub codename: Option<String>,
     /// `Date:` as written (RFC 2822).
     pub date: String,
+    /// `Valid-Until:` as written, when the archive sets one (security archives do): after it,
+    /// the file is stale, and a mirror still serving it has stopped following the archive.
+    pub valid_until: Option<String>,
     /// Whether the mirror serves indexes under `by-hash/SHA256/`, which cannot change under a
     /// reader between fetching `Release` and fetching the index.
     pub acquire_by_hash: bool,
@@ -53,6 +56,7 @@ impl Release {
             suite: field("Suite"),
             codename: field("Codename"),
             date: field("Date").ok_or(ReleaseError::MissingField("Date"))?,
+            valid_until: field("Valid-Until"),
             acquire_by_hash: field("Acquire-By-Hash").is_some_and(|v| v == "yes"),
             files,
         })

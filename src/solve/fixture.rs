@@ -12,6 +12,8 @@ pub struct FixtureRepository {
     pub root: PathBuf,
     key: TestKey,
     date: String,
+    /// Lines added to every Release written afterwards (`Valid-Until: ...`).
+    extra_fields: String,
 }
 
 impl FixtureRepository {
@@ -21,6 +23,7 @@ impl FixtureRepository {
             root: root.to_path_buf(),
             key: TestKey::generate("envkit test archive <test@envkit.invalid>"),
             date: "Sat, 01 Nov 2025 00:00:00 UTC".into(),
+            extra_fields: String::new(),
         }
     }
 
@@ -41,6 +44,12 @@ impl FixtureRepository {
         self
     }
 
+    /// Adds `NAME: VALUE` to the Release of suites written afterwards.
+    pub fn release_field(mut self, name: &str, value: &str) -> Self {
+        self.extra_fields.push_str(&format!("{name}: {value}\n"));
+        self
+    }
+
     /// Writes `dists/SUITE/` with a `Packages.gz` for amd64 holding `packages` (deb822 text),
     /// and a signed `InRelease` that lists it. Returns the InRelease path.
     pub fn suite(&self, suite: &str, packages: &str) -> PathBuf {
@@ -52,8 +61,9 @@ impl FixtureRepository {
         let compressed = encoder.finish().expect("gzip");
         std::fs::write(index_dir.join("Packages.gz"), &compressed).expect("write Packages.gz");
         let release = format!(
-            "Origin: envkit-test\nSuite: {suite}\nCodename: {suite}\nDate: {}\nArchitectures: amd64\nComponents: main\nSHA256:\n {} {} main/binary-amd64/Packages.gz\n",
+            "Origin: envkit-test\nSuite: {suite}\nCodename: {suite}\nDate: {}\n{}Architectures: amd64\nComponents: main\nSHA256:\n {} {} main/binary-amd64/Packages.gz\n",
             self.date,
+            self.extra_fields,
             sha256_hex(&compressed),
             compressed.len()
         );

@@ -48,6 +48,10 @@ pub enum RepositoryError {
         #[source]
         source: ReleaseError,
     },
+    #[error("`{url}` expired at {valid_until} (its Valid-Until)")]
+    Expired { url: String, valid_until: String },
+    #[error("`{url}` is dated {date}, later than this machine's clock")]
+    FromTheFuture { url: String, date: String },
     #[error("`{url}` lists no {COMPONENT}/binary-{architecture} package index")]
     NoPackagesIndex { url: String, architecture: String },
     #[error("cannot decompress `{url}`")]
@@ -163,8 +167,23 @@ impl Repository<'_> {
         crate::cache::Cache::new(self.cache_dir).suite_indexes(&key[..32])
     }
 
-    /// The suite's verified Release, or `None` when the mirror does not have the suite.
+    /// The suite's verified Release, or `None` when the mirror does not have the suite. What is
+    /// resolved against (a refresh) must be current: not past its `Valid-Until`, not dated
+    /// ahead of the clock. Cached indexes read to build a locked image need not be: the lock's
+    /// checksums decide there.
     fn release_file(
+        &self,
+        plan: &SuitePlan,
+        freshness: Freshness,
+    ) -> Result<Option<Release>, RepositoryError> {
+        let release = self.release_file_as_served(plan, freshness)?;
+        if let (Freshness::Refresh, Some(release)) = (freshness, &release) {
+            check_current(&in_release_url(plan), release, unix_now())?;
+        }
+        Ok(release)
+    }
+
+    fn release_file_as_served(
         &self,
         plan: &SuitePlan,
         freshness: Freshness,
@@ -306,6 +325,37 @@ fn in_release_url(plan: &SuitePlan) -> String {
     format!("{}/dists/{}/InRelease", plan.url, plan.suite)
 }
 
+/// How far ahead of this machine's clock a Release may be dated (clocks drift; apt allows
+/// seconds, which a VM resumed from sleep can exceed).
+const MAX_FUTURE_SECS: u64 = 600;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Refuses a Release past its `Valid-Until`, or dated later than `now` (beyond clock drift).
+fn check_current(url: &str, release: &Release, now: u64) -> Result<(), RepositoryError> {
+    if let Some(valid_until) = &release.valid_until
+        && crate::civil_time::rfc2822_epoch(valid_until).is_none_or(|until| now > until)
+    {
+        return Err(RepositoryError::Expired {
+            url: url.to_string(),
+            valid_until: valid_until.clone(),
+        });
+    }
+    if crate::civil_time::rfc2822_epoch(&release.date)
+        .is_some_and(|date| date > now + MAX_FUTURE_SECS)
+    {
+        return Err(RepositoryError::FromTheFuture {
+            url: url.to_string(),
+            date: release.date.clone(),
+        });
+    }
+    Ok(())
+}
+
 fn parse_release(url: &str, text: &str) -> Result<Release, RepositoryError> {
     Release::parse(text).map_err(|source| RepositoryError::BadRelease {
         url: url.to_string(),
@@ -326,5 +376,37 @@ mod tests {
             ("main/binary-amd64/Packages.xz", 8790396, "9e0b")
         );
         assert!(packages_index(&release, "main", "arm64").is_none());
+    }
+
+    #[test]
+    fn a_release_past_its_valid_until_or_from_the_future_is_refused() {
+        let release = |extra: &str| {
+            Release::parse(&format!(
+                "Date: Sat, 11 Jul 2026 10:16:37 UTC\n{extra}SHA256:\n 9e0b 1 main/binary-amd64/Packages.xz\n"
+            ))
+            .unwrap()
+        };
+        let date = crate::civil_time::rfc2822_epoch("Sat, 11 Jul 2026 10:16:37 UTC").unwrap();
+        let url = "file:///m/dists/s/InRelease";
+        assert!(check_current(url, &release(""), date + 86_400 * 365).is_ok());
+        let week = release("Valid-Until: Sat, 18 Jul 2026 10:16:37 UTC\n");
+        assert!(check_current(url, &week, date + 86_400).is_ok());
+        let expired = check_current(url, &week, date + 86_400 * 8).unwrap_err();
+        assert_eq!(
+            expired.to_string(),
+            "`file:///m/dists/s/InRelease` expired at Sat, 18 Jul 2026 10:16:37 UTC (its Valid-Until)"
+        );
+        let garbled = release("Valid-Until: soon\n");
+        assert!(matches!(
+            check_current(url, &garbled, date),
+            Err(RepositoryError::Expired { .. })
+        ));
+        // A clock a few minutes behind is drift; a day behind is not.
+        assert!(check_current(url, &release(""), date - 300).is_ok());
+        let ahead = check_current(url, &release(""), date - 86_400).unwrap_err();
+        assert!(
+            matches!(ahead, RepositoryError::FromTheFuture { .. }),
+            "{ahead}"
+        );
     }
 }

@@ -63,6 +63,12 @@ impl SolveError {
             SolveError::Repository(RepositoryError::Signature { .. }) => {
                 Some("the mirror's index is not signed by a trusted key; check the mirror, or the `keyring=` of `mirror`".into())
             }
+            SolveError::Repository(RepositoryError::Expired { .. }) => Some(
+                "the mirror serves an index the archive has replaced since (it stopped syncing, or an attacker replays an old one); use another mirror with `mirror \"URL\"`, or check this machine's clock".into(),
+            ),
+            SolveError::Repository(RepositoryError::FromTheFuture { .. }) => Some(
+                "this machine's clock is behind; set it right (an index from the future cannot be told from a forged one)".into(),
+            ),
             _ => None,
         }
     }

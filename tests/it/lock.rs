@@ -281,6 +281,45 @@ fn an_index_that_does_not_match_its_signed_checksum_is_refused() {
 }
 
 #[test]
+fn an_expired_index_or_one_from_the_future_is_refused() {
+    for (field, date, expected) in [
+        (
+            Some("Sun, 02 Nov 2025 00:00:00 UTC"),
+            "Sat, 01 Nov 2025 00:00:00 UTC",
+            "InRelease` expired at Sun, 02 Nov 2025 00:00:00 UTC (its Valid-Until)",
+        ),
+        (
+            None,
+            "Fri, 01 Jan 2100 00:00:00 UTC",
+            "InRelease` is dated Fri, 01 Jan 2100 00:00:00 UTC, later than this machine's clock",
+        ),
+    ] {
+        let mut project = Project::new();
+        project.repository = match field {
+            Some(until) => std::mem::replace(
+                &mut project.repository,
+                FixtureRepository::new(Path::new("/nonexistent")),
+            )
+            .release_field("Valid-Until", until),
+            None => std::mem::replace(
+                &mut project.repository,
+                FixtureRepository::new(Path::new("/nonexistent")),
+            ),
+        }
+        .date(date);
+        let mut all = minimal_archive(&project.repository);
+        all.push_str(&app_packages(&project.repository).concat());
+        project.repository.suite("bookworm", &all);
+        project.write_env(&["python3"]);
+        let outcome = project.env(&["lock"]);
+        assert_eq!(outcome.code, Some(1), "{}", outcome.transcript());
+        assert!(outcome.stderr.contains(expected), "{}", outcome.stderr);
+        assert!(outcome.stderr.contains("hint:"), "{}", outcome.stderr);
+        assert!(!project.path().join("env.lock").exists());
+    }
+}
+
+#[test]
 fn a_key_outside_the_keyring_is_refused() {
     let project = project_with_app();
     project.write_env(&["python3"]);
