@@ -243,12 +243,19 @@ mod tests {
     }
 
     #[test]
-    fn a_layer_missing_from_the_store_is_an_error() {
+    fn a_layer_missing_from_the_store_is_damaged() {
         let (_dir, store, image) = fixture(true);
         crate::build::store::remove_tree(&store.layer_dir("k2")).unwrap();
         let mut checks = verify(&store, &image, &lock());
-        assert!(checks.next().unwrap().is_ok());
-        let error = checks.next().unwrap().unwrap_err();
-        assert_eq!(error.to_string(), "the store has no layer `k2`");
+        assert!(matches!(
+            checks.next().unwrap().unwrap().outcome,
+            Outcome::Matches
+        ));
+        let check = checks.next().unwrap().unwrap();
+        let Outcome::Damaged { reason } = &check.outcome else {
+            panic!("{check:?}");
+        };
+        assert_eq!(reason, "the store has no layer `k2`");
+        assert!(check.outcome.is_damaged());
     }
 }

@@ -164,6 +164,7 @@ pub fn resolve(index: &Index, request: &Request<'_>) -> Result<Resolution, Resol
         request,
         installed: request.installed.iter().copied().collect(),
         chosen: HashSet::new(),
+        present: Present::of(index, request.installed),
         done: HashSet::new(),
         order: Vec::new(),
         parent: HashMap::new(),
@@ -177,7 +178,9 @@ pub fn resolve(index: &Index, request: &Request<'_>) -> Result<Resolution, Resol
         }
     }
     // Rule 1: mark them all before resolving any.
-    walk.chosen.extend(requested.iter().copied());
+    for &id in &requested {
+        walk.choose(id);
+    }
     for &id in &requested {
         if !walk.installed.contains(&id) {
             walk.visit(id)?;
@@ -196,6 +199,8 @@ struct Walk<'a> {
     request: &'a Request<'a>,
     installed: HashSet<PackageId>,
     chosen: HashSet<PackageId>,
+    /// The installed and chosen packages, indexed for conflict checks.
+    present: Present,
     done: HashSet<PackageId>,
     order: Vec<PackageId>,
     /// Who pulled each package in; requested packages have none.
@@ -204,6 +209,12 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
+    fn choose(&mut self, id: PackageId) {
+        if self.chosen.insert(id) {
+            self.present.add(self.index, id);
+        }
+    }
+
     /// The package a requested name stands for: the real one, or the only provider.
     fn requested_package(&self, name: &str) -> Result<PackageId, ResolveError> {
         let index = self.index;
@@ -254,7 +265,7 @@ impl Walk<'_> {
                     Some(found) => found,
                     None => match self.pick(group) {
                         Some(picked) => {
-                            self.chosen.insert(picked);
+                            self.choose(picked);
                             self.parent.entry(picked).or_insert(id);
                             picked
                         }
@@ -321,10 +332,7 @@ impl Walk<'_> {
     }
 
     fn clashes_with_present(&self, id: PackageId) -> bool {
-        self.installed
-            .iter()
-            .chain(&self.chosen)
-            .any(|&other| other != id && conflict_between(self.index, id, other).is_some())
+        self.present.clash(self.index, id).is_some()
     }
 
     fn candidates(&self, name: NameId) -> impl Iterator<Item = PackageId> + '_ {
@@ -370,15 +378,10 @@ impl Walk<'_> {
             if NEVER_CHOSEN.contains(&name) {
                 return format!("envkit never installs {name}");
             }
-            if let Some(other) = self
-                .installed
-                .iter()
-                .chain(&self.chosen)
-                .find(|o| conflict_between(index, real, **o).is_some())
-            {
+            if let Some(other) = self.present.clash(index, real) {
                 return format!(
                     "{name} {version} conflicts with {}",
-                    index.name(index.package(*other).name)
+                    index.name(index.package(other).name)
                 );
             }
         }
@@ -393,27 +396,73 @@ impl Walk<'_> {
 
     /// Rule 5 across the whole result: nothing chosen may clash with anything present.
     fn check_conflicts(&self) -> Result<(), ResolveError> {
-        let mut present: Vec<PackageId> =
-            self.installed.iter().chain(&self.order).copied().collect();
-        present.sort_unstable();
-        present.dedup();
+        let mut all: Vec<PackageId> = self.installed.iter().chain(&self.order).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        let present = Present::of(self.index, &all);
         for &chosen in &self.order {
-            for &other in &present {
-                if other == chosen {
-                    continue;
-                }
-                if let Some(reason) = conflict_between(self.index, chosen, other) {
-                    let name =
-                        |id: PackageId| self.index.name(self.index.package(id).name).to_string();
-                    return Err(ResolveError::Conflict {
-                        first: name(chosen),
-                        second: name(other),
-                        reason,
-                    });
-                }
+            if let Some(other) = present.clash(self.index, chosen) {
+                let name = |id: PackageId| self.index.name(self.index.package(id).name).to_string();
+                let reason = conflict_between(self.index, chosen, other).unwrap_or_default();
+                return Err(ResolveError::Conflict {
+                    first: name(chosen),
+                    second: name(other),
+                    reason,
+                });
             }
         }
         Ok(())
+    }
+}
+
+/// Packages present, indexed by the names that conflicts can hit, so a candidate is checked
+/// against the few packages its relations (or theirs) name instead of against every one: with
+/// a hundred thousand packages present, the walk stays linear.
+#[derive(Default)]
+struct Present {
+    /// Each package under its own name and every name it provides.
+    by_name: HashMap<NameId, Vec<PackageId>>,
+    /// Each package under every name its Conflicts and Breaks name.
+    targeting: HashMap<NameId, Vec<PackageId>>,
+}
+
+impl Present {
+    fn of(index: &Index, packages: &[PackageId]) -> Present {
+        let mut present = Present::default();
+        for &id in packages {
+            present.add(index, id);
+        }
+        present
+    }
+
+    fn add(&mut self, index: &Index, id: PackageId) {
+        let package = index.package(id);
+        for name in std::iter::once(package.name).chain(package.provides.iter().map(|(n, _)| *n)) {
+            self.by_name.entry(name).or_default().push(id);
+        }
+        for dependency in package.conflicts.iter().chain(&package.breaks) {
+            self.targeting.entry(dependency.name).or_default().push(id);
+        }
+    }
+
+    /// The present package `id` conflicts with or breaks (either way), the lowest id first.
+    fn clash(&self, index: &Index, id: PackageId) -> Option<PackageId> {
+        let package = index.package(id);
+        let hit_by_id = package
+            .conflicts
+            .iter()
+            .chain(&package.breaks)
+            .filter_map(|dependency| self.by_name.get(&dependency.name))
+            .flatten();
+        let hitting_id = std::iter::once(package.name)
+            .chain(package.provides.iter().map(|(n, _)| *n))
+            .filter_map(|name| self.targeting.get(&name))
+            .flatten();
+        hit_by_id
+            .chain(hitting_id)
+            .copied()
+            .filter(|&other| other != id && conflict_between(index, id, other).is_some())
+            .min()
     }
 }
 
@@ -756,5 +805,59 @@ mod tests {
             names_of(&idx, &base),
             ["apt", "base-files", "bash", "libapt", "mawk"]
         );
+    }
+
+    /// Hostile indexes: what a mirror could serve to make resolving hang, eat memory or
+    /// panic. Each must end, quickly, with a resolution or a clear error.
+    #[test]
+    fn a_stanza_with_a_hundred_thousand_dependencies_is_explained_in_bounded_time() {
+        let depends: Vec<String> = (0..100_000).map(|i| format!("missing{i}")).collect();
+        let entry = format!("app 1\nDepends: {}", depends.join(", "));
+        let started = std::time::Instant::now();
+        let idx = index(&[&entry]);
+        let error = solve(&idx, &[], &["app"]).unwrap_err().to_string();
+        assert!(error.contains("missing0"), "{error}");
+        assert!(
+            error.len() < 4096,
+            "the explanation stays short: {} bytes",
+            error.len()
+        );
+        // Far beyond what the work needs on any machine; a quadratic walk would take minutes.
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_hundred_thousand_satisfiable_dependencies_resolve() {
+        let mut entries: Vec<String> = (0..100_000).map(|i| format!("lib{i} 1")).collect();
+        let depends: Vec<String> = (0..100_000).map(|i| format!("lib{i}")).collect();
+        entries.push(format!("app 1\nDepends: {}", depends.join(", ")));
+        let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
+        let idx = index(&entries);
+        let resolved = solve(&idx, &[], &["app"]).unwrap();
+        assert_eq!(resolved.len(), 100_001);
+    }
+
+    #[test]
+    fn a_dependency_loop_resolves_as_dpkg_installs_it() {
+        let idx = index(&[
+            "a 1\nDepends: b",
+            "b 1\nDepends: c",
+            "c 1\nDepends: a",
+            "d 1\nPre-Depends: d",
+        ]);
+        assert_eq!(solve(&idx, &[], &["a"]).unwrap(), ["a", "b", "c"]);
+        assert_eq!(solve(&idx, &[], &["d"]).unwrap(), ["d"]);
+    }
+
+    #[test]
+    fn a_ten_kilobyte_version_is_read_and_compared() {
+        let long = format!("1.{}", "9".repeat(10_000));
+        let entry = format!("app {long}");
+        let idx = index(&[&entry, "tool 1\nDepends: app (>= 1.5)"]);
+        assert_eq!(solve(&idx, &[], &["tool"]).unwrap(), ["app", "tool"]);
+        let wanted = format!("tool2 1\nDepends: app (>= 2.{})", "0".repeat(10_000));
+        let idx = index(&[&entry, &wanted]);
+        let error = solve(&idx, &[], &["tool2"]).unwrap_err().to_string();
+        assert!(error.contains("app"), "{error}");
     }
 }
