@@ -9,19 +9,11 @@ use std::process::{Command, Stdio};
 
 use envkit::kernel::userns::idmap::free_range_start;
 
-use crate::common::{Outcome, env_binary, must_work, network_tier, run};
+use crate::can_test;
+use crate::common::{Outcome, env_binary, run};
 
 const USER: &str = "envkit-escapes";
 const ENV: &str = "name \"escapes\"\nbase \"debian:bookworm\"\nmount \".\" at=\"/work\"\n";
-
-fn can_test(what: &str) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(!must_work(), "ENVKIT_MUST_WORK=1 but {what} needs root");
-        eprintln!("skipped: {what} needs root");
-        return false;
-    }
-    network_tier(what)
-}
 
 /// The test's unprivileged user, made once, with one subordinate uid and gid range.
 fn ensure_user() -> (u32, u32) {

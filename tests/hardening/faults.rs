@@ -7,16 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Outcome, envkit, must_work, network_tier, run};
-
-fn can_test(what: &str) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(!must_work(), "ENVKIT_MUST_WORK=1 but {what} needs root");
-        eprintln!("skipped: {what} needs root");
-        return false;
-    }
-    network_tier(what)
-}
+use crate::can_test;
+use crate::common::{Outcome, envkit, run};
 
 /// A project with a store, cache, data and runtime folder of its own, all empty.
 struct Project {
@@ -33,11 +25,8 @@ impl Project {
             state: tempfile::tempdir().unwrap(),
         };
         std::fs::write(project.dir.path().join("env.kdl"), env).unwrap();
-        std::os::unix::fs::symlink(
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("envkit-shared-cache"),
-            project.state.path().join("cache"),
-        )
-        .unwrap();
+        std::os::unix::fs::symlink(crate::shared_cache(), project.state.path().join("cache"))
+            .unwrap();
         project
     }
 

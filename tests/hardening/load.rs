@@ -3,23 +3,11 @@
 //! network tier: the image is built from the mirror).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::common::{Outcome, envkit, must_work, network_tier, run};
-
-fn shared_cache() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("envkit-shared-cache")
-}
-
-fn can_test(what: &str) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(!must_work(), "ENVKIT_MUST_WORK=1 but {what} needs root");
-        eprintln!("skipped: {what} needs root");
-        return false;
-    }
-    network_tier(what)
-}
+use crate::common::{Outcome, envkit, run};
+use crate::{can_test, shared_cache};
 
 /// A project with its own store, data and runtime folders (the download cache is shared).
 struct Project {

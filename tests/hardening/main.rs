@@ -20,9 +20,28 @@ mod load;
 
 use std::sync::{Mutex, MutexGuard};
 
+use common::{must_work, network_tier};
+
 /// Held by each test for its whole run.
 pub fn exclusive() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
     TURN.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Root and the mirror (the images are built from it), or a printed reason to skip (unless
+/// ENVKIT_MUST_WORK=1).
+pub fn can_test(what: &str) -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(!must_work(), "ENVKIT_MUST_WORK=1 but {what} needs root");
+        eprintln!("skipped: {what} needs root");
+        return false;
+    }
+    network_tier(what)
+}
+
+/// The download cache every test of both suites shares (nothing here is about downloads,
+/// except where a test says so).
+pub fn shared_cache() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("envkit-shared-cache")
 }

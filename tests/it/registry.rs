@@ -418,20 +418,7 @@ fn a_registry_that_asks_for_credentials_gets_them_from_the_docker_config() {
     let registry = Registry::start(Some(&htpasswd));
     let project = python_project();
     let repository = format!("{}/team/py", registry.address);
-    let docker_config = |password: &str| {
-        let folder = dir.path().join(format!("docker-{password}"));
-        std::fs::create_dir_all(&folder).unwrap();
-        let auth = base64_encode(format!("dev:{password}").as_bytes());
-        std::fs::write(
-            folder.join("config.json"),
-            format!(
-                r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
-                registry.address
-            ),
-        )
-        .unwrap();
-        folder
-    };
+    let docker_config = |password: &str| docker_config(dir.path(), &registry.address, password);
     let with_config = |folder: Option<&Path>, args: &[&str]| {
         let mut command = envkit(project.path(), args);
         command
@@ -548,6 +535,19 @@ echo \"$server\" > {}
         registry.address,
         "the helper was asked for this registry"
     );
+}
+
+/// A folder holding a Docker `config.json` with the user `dev` and `password` for `registry`.
+fn docker_config(dir: &Path, registry: &str, password: &str) -> PathBuf {
+    let folder = dir.join(format!("docker-{password}"));
+    std::fs::create_dir_all(&folder).unwrap();
+    let auth = base64_encode(format!("dev:{password}").as_bytes());
+    std::fs::write(
+        folder.join("config.json"),
+        format!(r#"{{"auths": {{"{registry}": {{"auth": "{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    folder
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
@@ -1047,20 +1047,7 @@ fn a_registry_with_a_token_realm_gets_a_token_for_the_docker_configs_credentials
     let project = python_project();
     let repository = format!("{}/team/py", registry.address);
     let dir = tempfile::tempdir().unwrap();
-    let docker_config = |password: &str| {
-        let folder = dir.path().join(format!("docker-{password}"));
-        std::fs::create_dir_all(&folder).unwrap();
-        let auth = base64_encode(format!("dev:{password}").as_bytes());
-        std::fs::write(
-            folder.join("config.json"),
-            format!(
-                r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
-                registry.address
-            ),
-        )
-        .unwrap();
-        folder
-    };
+    let docker_config = |password: &str| docker_config(dir.path(), &registry.address, password);
     let with_config = |folder: &Path, store: &Path, cache: &Path, args: &[&str]| {
         run(envkit(project.path(), args)
             .env("ENVKIT_CACHE_DIR", cache)

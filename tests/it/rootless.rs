@@ -231,6 +231,21 @@ impl UserFolders {
     }
 }
 
+/// Every layer's `/usr` in the user's store is owned by `owner` (their subordinate root).
+fn assert_usr_belongs_to(folders: &UserFolders, expected: (u32, u32)) {
+    let usr_owners: Vec<(u32, u32)> = std::fs::read_dir(folders.store().join("layers-v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("tree/usr"))
+        .filter(|usr| usr.exists())
+        .map(|usr| owner(&usr))
+        .collect();
+    assert!(!usr_owners.is_empty());
+    assert!(
+        usr_owners.iter().all(|owner| *owner == expected),
+        "{usr_owners:?}"
+    );
+}
+
 fn owner(path: &Path) -> (u32, u32) {
     let metadata = path.symlink_metadata().unwrap();
     (metadata.uid(), metadata.gid())
@@ -279,19 +294,7 @@ fn an_unprivileged_user_builds_the_same_image_and_owns_what_it_creates() {
         "nothing was downloaded"
     );
     // On disk the image's root files belong to the user's subordinate root.
-    let usr_owners: Vec<(u32, u32)> = std::fs::read_dir(folders.store().join("layers-v1"))
-        .unwrap()
-        .map(|e| e.unwrap().path().join("tree/usr"))
-        .filter(|usr| usr.exists())
-        .map(|usr| owner(&usr))
-        .collect();
-    assert!(!usr_owners.is_empty());
-    assert!(
-        usr_owners
-            .iter()
-            .all(|o| *o == (sub_uids.start, sub_gids.start)),
-        "{usr_owners:?}"
-    );
+    assert_usr_belongs_to(&folders, (sub_uids.start, sub_gids.start));
 
     // Inside, the user is themself and the image's files are root's.
     let id = folders.env_as(
@@ -506,17 +509,5 @@ fn an_unprivileged_user_pulls_what_root_pushed_and_runs_it_without_building() {
         "root's image, bit for bit"
     );
     // Unpacked in the user's namespace: root's files belong to their subordinate root.
-    let usr_owners: Vec<(u32, u32)> = std::fs::read_dir(folders.store().join("layers-v1"))
-        .unwrap()
-        .map(|e| e.unwrap().path().join("tree/usr"))
-        .filter(|usr| usr.exists())
-        .map(|usr| owner(&usr))
-        .collect();
-    assert!(!usr_owners.is_empty());
-    assert!(
-        usr_owners
-            .iter()
-            .all(|o| *o == (sub_uids.start, sub_gids.start)),
-        "{usr_owners:?}"
-    );
+    assert_usr_belongs_to(&folders, (sub_uids.start, sub_gids.start));
 }

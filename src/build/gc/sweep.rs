@@ -295,22 +295,34 @@ impl<'a> Sweeper<'a> {
                     format!("partial download {}.deb", short(sha256)),
                 ),
             };
-            let bytes = disk_usage(&path);
-            if !self.dry_run {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(source) => return Err(GcError::Cache { path, source }),
-                }
-            }
-            self.report.removals.push(Removal {
-                kind,
-                what,
-                path,
-                bytes,
-            });
+            self.remove_cached_file(kind, what, path)?;
             drop(lock);
         }
+        Ok(())
+    }
+
+    /// Deletes a file of the download cache (unless a dry run) and reports it; one already
+    /// gone is not reported.
+    fn remove_cached_file(
+        &mut self,
+        kind: Kind,
+        what: String,
+        path: PathBuf,
+    ) -> Result<(), GcError> {
+        let bytes = disk_usage(&path);
+        if !self.dry_run {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(source) => return Err(GcError::Cache { path, source }),
+            }
+        }
+        self.report.removals.push(Removal {
+            kind,
+            what,
+            path,
+            bytes,
+        });
         Ok(())
     }
 
@@ -335,20 +347,7 @@ impl<'a> Sweeper<'a> {
             } else {
                 format!("pulled blob {}, never unpacked", short(hex))
             };
-            let bytes = disk_usage(&path);
-            if !self.dry_run {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(source) => return Err(GcError::Cache { path, source }),
-                }
-            }
-            self.report.removals.push(Removal {
-                kind: Kind::Leftover,
-                what,
-                path,
-                bytes,
-            });
+            self.remove_cached_file(Kind::Leftover, what, path)?;
             drop(lock);
         }
         Ok(())
