@@ -42,18 +42,26 @@ pub fn unpack(
             .name("deb-decompress".into())
             .spawn_scoped(scope, move || prefetch(reader, &sender))
             .map_err(|source| deb.data_error(source))?;
-        let prefetched = Prefetched {
+        let mut prefetched = Prefetched {
             receiver,
             chunk: Vec::new(),
             position: 0,
         };
-        extractor.extract(prefetched).map_err(|error| match error {
-            // The archive's read errors are the `.deb`'s: they name its member and file.
-            ExtractError::Archive { source, .. } => UnpackError::Deb(deb.data_error(source)),
-            other => UnpackError::Extract(other),
-        })
-        // The receiver went with the archive when `extract` returned, which stops the
-        // decompressing thread if it is still going.
+        let summary = extractor
+            .extract(&mut prefetched)
+            .map_err(|error| match error {
+                // The archive's read errors are the `.deb`'s: they name its member and file.
+                ExtractError::Archive { source, .. } => UnpackError::Deb(deb.data_error(source)),
+                other => UnpackError::Extract(other),
+            })?;
+        // A tar ends before its compressed stream does: reading on to the end is what makes
+        // the decompressor check its trailer (gzip's CRC, xz's check, zstd's checksum), so
+        // data garbled in transit or by the packager is refused, not installed.
+        std::io::copy(&mut prefetched, &mut std::io::sink())
+            .map_err(|source| UnpackError::Deb(deb.data_error(source)))?;
+        Ok(summary)
+        // On an error the receiver goes with `prefetched`, which stops the decompressing
+        // thread if it is still going.
     })
 }
 
@@ -190,6 +198,162 @@ mod tests {
                 "cannot read `data.tar.xz` in `{}` of package `cut`",
                 path.display()
             )
+        );
+    }
+
+    /// A `.deb` of package `name` at `dir/name.deb` whose members are given as they are.
+    fn raw_deb(dir: &Path, name: &str, control: &[u8], data_name: &str, data: &[u8]) -> PathBuf {
+        let path = dir.join(format!("{name}.deb"));
+        std::fs::write(
+            &path,
+            ar(&[
+                ("debian-binary", b"2.0\n"),
+                ("control.tar.gz", control),
+                (data_name, data),
+            ]),
+        )
+        .unwrap();
+        path
+    }
+
+    fn small_control() -> Vec<u8> {
+        compress(
+            &Tar::new()
+                .file(
+                    "./control",
+                    0o644,
+                    b"Package: x\nVersion: 1\nArchitecture: amd64\n",
+                )
+                .finish(),
+            Z::Gzip,
+        )
+    }
+
+    /// Hostile packages: each is refused naming the package, quickly, without writing outside
+    /// the root and without allocating what the archive claims.
+    #[test]
+    fn a_member_declaring_a_hundred_gigabytes_is_refused_without_allocating_them() {
+        let dir = tempdir();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let mut data = Tar::new().dir("./", 0o755).finish();
+        // A header that says 100 GB, followed by a few bytes and the end of the stream.
+        let mut header = tar::Header::new_gnu();
+        header.set_path("./huge").unwrap();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_size(100 << 30);
+        header.set_cksum();
+        data.truncate(data.len() - 1024);
+        data.extend_from_slice(header.as_bytes());
+        data.extend_from_slice(&[7; 4096]);
+        let path = raw_deb(dir.path(), "huge", &small_control(), "data.tar", &data);
+        let started = Instant::now();
+        let error = unpack(
+            &Deb::open(&path, "huge").unwrap(),
+            &root,
+            &ExtractOptions::default(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("`huge`"), "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        let beside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(beside.len(), 2, "only the root and the .deb");
+    }
+
+    #[test]
+    fn corrupt_data_in_each_compression_is_refused_naming_the_package() {
+        for z in [Z::Gzip, Z::Xz, Z::Zstd] {
+            let dir = tempdir();
+            let root = dir.path().join("root");
+            std::fs::create_dir(&root).unwrap();
+            let data = Tar::new()
+                .dir("./", 0o755)
+                .file(
+                    "./big",
+                    0o644,
+                    &(0..1u32 << 20)
+                        .map(|i| (i * 7 % 251) as u8)
+                        .collect::<Vec<_>>(),
+                )
+                .finish();
+            // zstd frames carry a checksum only when asked to; dpkg-deb asks.
+            let mut compressed = match z {
+                Z::Zstd => {
+                    let mut encoder = zstd::Encoder::new(Vec::new(), 1).unwrap();
+                    encoder.include_checksum(true).unwrap();
+                    std::io::Write::write_all(&mut encoder, &data).unwrap();
+                    encoder.finish().unwrap()
+                }
+                _ => compress(&data, z),
+            };
+            let middle = compressed.len() / 2;
+            for byte in &mut compressed[middle..middle + 64] {
+                *byte ^= 0x5a;
+            }
+            let name = format!("data.tar{}", crate::debian::testing::suffix(z));
+            let path = raw_deb(dir.path(), "garbled", &small_control(), &name, &compressed);
+            let outcome = Deb::open(&path, "garbled")
+                .map_err(UnpackError::from)
+                .and_then(|deb| unpack(&deb, &root, &ExtractOptions::default()));
+            let error = outcome
+                .expect_err(&format!("{z:?}: corrupt data must be refused"))
+                .to_string();
+            assert!(error.contains("package `garbled`"), "{z:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_deb_is_refused_naming_the_package() {
+        let dir = tempdir();
+        let data = Tar::new()
+            .dir("./", 0o755)
+            .file("./f", 0o644, b"x")
+            .finish();
+        let whole = std::fs::read(raw_deb(
+            dir.path(),
+            "whole",
+            &small_control(),
+            "data.tar",
+            &data,
+        ))
+        .unwrap();
+        for cut in [8, 60, whole.len() / 2, whole.len() - 3] {
+            let path = dir.path().join("cut.deb");
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            let root = dir.path().join(format!("root-{cut}"));
+            std::fs::create_dir(&root).unwrap();
+            let outcome = Deb::open(&path, "cut")
+                .map_err(UnpackError::from)
+                .and_then(|deb| unpack(&deb, &root, &ExtractOptions::default()));
+            let error = outcome.expect_err("a cut .deb must be refused").to_string();
+            assert!(error.contains("`cut`"), "cut at {cut}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_control_file_with_a_ten_megabyte_field_is_refused() {
+        let dir = tempdir();
+        let field = format!(
+            "Package: big\nVersion: 1\nArchitecture: amd64\nDescription: {}\n",
+            "x".repeat(10 << 20)
+        );
+        let control = compress(
+            &Tar::new()
+                .file("./control", 0o644, field.as_bytes())
+                .finish(),
+            Z::Gzip,
+        );
+        let data = Tar::new().dir("./", 0o755).finish();
+        let path = raw_deb(dir.path(), "big", &control, "data.tar", &data);
+        let error = Deb::open(&path, "big")
+            .unwrap()
+            .control_fields()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("more than a control file can be") && error.contains("`big`"),
+            "{error}"
         );
     }
 
