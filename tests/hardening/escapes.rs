@@ -205,3 +205,82 @@ fn a_session_of_an_unprivileged_user_sees_no_host_process_and_gains_nothing() {
     let ids = ensure_user();
     escapes_are_refused(Some(ids), "an unprivileged user");
 }
+
+#[test]
+fn a_session_cannot_reach_another_projects_volume() {
+    let _turn = crate::exclusive();
+    if !can_test("another project's volume") {
+        return;
+    }
+    // Two projects of one user: same store, same data folder, a volume each.
+    let place = Place::new(None);
+    let other = place.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(
+        place.path("project/env.kdl"),
+        format!("{ENV}volume \"mine\" at=\"/data\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        other.join("env.kdl"),
+        "name \"neighbour\"\nbase \"debian:bookworm\"\nvolume \"theirs\" at=\"/data\"\n",
+    )
+    .unwrap();
+    let neighbour = |args: &[&str]| {
+        let mut command = Command::new(env_binary());
+        command
+            .args(args)
+            .current_dir(&other)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("NO_COLOR", "1")
+            .env("HOME", &other)
+            .env("ENVKIT_CACHE_DIR", place.path("cache"))
+            .env("ENVKIT_STORE_DIR", place.path("store"))
+            .env("ENVKIT_DATA_DIR", place.path("data"))
+            .env("ENVKIT_RUNTIME_DIR", place.path("run"))
+            .stdin(Stdio::null());
+        run(&mut command)
+    };
+    let wrote = neighbour(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo neighbours-secret > /data/secret",
+    ]);
+    assert_eq!(wrote.code, Some(0), "{}", wrote.transcript());
+    let volumes = place.path("data");
+    let looked = place.env(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "ls /data; grep -rs neighbours-secret / --exclude-dir=proc --exclude-dir=sys -l; \
+             ls {} 2>&1; true",
+            volumes.display()
+        ),
+    ]);
+    assert_eq!(looked.code, Some(0), "{}", looked.transcript());
+    // No file anywhere inside holds the neighbour's secret, its own /data does not list it,
+    // and the host's volume folder is not there at all.
+    assert!(
+        !looked
+            .stdout
+            .lines()
+            .any(|line| line == "secret" || line.ends_with("/secret")),
+        "the neighbour's volume is visible: {}",
+        looked.stdout
+    );
+    assert!(looked.stdout.contains("No such file"), "{}", looked.stdout);
+    // Its own volume is there, and empty of the neighbour's file.
+    let own = place.env(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "test -d /data && ! test -e /data/secret",
+    ]);
+    assert_eq!(own.code, Some(0), "{}", own.transcript());
+}
