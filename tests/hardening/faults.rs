@@ -25,6 +25,8 @@ impl Project {
             state: tempfile::tempdir().unwrap(),
         };
         std::fs::write(project.dir.path().join("env.kdl"), env).unwrap();
+        // On a fresh machine this suite runs first, before anything filled the shared cache.
+        std::fs::create_dir_all(crate::shared_cache()).unwrap();
         std::os::unix::fs::symlink(crate::shared_cache(), project.state.path().join("cache"))
             .unwrap();
         project
