@@ -14,6 +14,8 @@ if [ "$target" = all ]; then
 fi
 corpus=fuzz/corpus/$target
 mkdir -p "$corpus"
+# What earlier runs found worth keeping, minimised (fuzz/seeds/ is kept in the repository).
+if [ -d "fuzz/seeds/$target" ]; then cp -n "fuzz/seeds/$target"/* "$corpus/" 2>/dev/null || true; fi
 debs_dir=${ENVKIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envkit}/debs-v1
 # The smallest .debs envkit or apt downloaded: real members, compressions and control files.
 small_debs() {
