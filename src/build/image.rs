@@ -440,8 +440,13 @@ pub fn image_id(architecture: &str, layers: &[ImageLayer]) -> String {
 
 /// Where the record of the image `NAME:TAG` is kept.
 pub fn image_path(store: &Store, name: &str) -> PathBuf {
-    let (repository, tag) = name.split_once(':').unwrap_or((name, "latest"));
+    let (repository, tag) = split_name(name);
     store.image_record(repository, tag)
+}
+
+/// An image's name (`NAME:TAG`) as its repository and tag (`latest` when it has none).
+pub fn split_name(name: &str) -> (&str, &str) {
+    name.split_once(':').unwrap_or((name, "latest"))
 }
 
 /// Records `image` under its name, so the project finds it built.

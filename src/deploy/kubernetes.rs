@@ -232,11 +232,16 @@ fn metadata(name: &str, app: &App, workload: &Workload) -> Metadata {
     Metadata {
         name: name.to_string(),
         annotations: BTreeMap::new(),
-        labels: BTreeMap::from([
-            (PART_OF, app.project.clone()),
-            (NAME, workload.name.clone()),
-        ]),
+        labels: labels(app, workload),
     }
+}
+
+/// What every object of a workload is labelled with: its project and its name.
+fn labels(app: &App, workload: &Workload) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        (PART_OF, app.project.clone()),
+        (NAME, workload.name.clone()),
+    ])
 }
 
 fn selector(workload: &Workload) -> BTreeMap<&'static str, String> {
@@ -334,7 +339,7 @@ fn deployment(app: &App, workload: &Workload) -> Object<DeploymentSpec> {
             },
             template: PodTemplate {
                 metadata: PodMetadata {
-                    labels: metadata(&workload.name, app, workload).labels,
+                    labels: labels(app, workload),
                 },
                 spec: PodSpec {
                     init_containers,

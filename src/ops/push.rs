@@ -84,7 +84,7 @@ pub fn push(
         ));
     };
     if reference.tag.is_none() {
-        reference.tag = Some(image_tag(&image).to_string());
+        reference.tag = Some(crate::build::image::split_name(&image.name).1.to_string());
     }
     let client = client(&reference, Access::Push, transport)?;
     say(&format!("pushing {} to {reference}", image.name));
@@ -168,11 +168,6 @@ pub fn push(
         layers_present,
         bytes_sent: sent_bytes.into_inner().unwrap_or_default(),
     })
-}
-
-/// The tag in an image's name (`NAME:TAG`).
-fn image_tag(image: &Image) -> &str {
-    image.name.split_once(':').map_or("latest", |(_, tag)| tag)
 }
 
 /// The manifest of a pushed image: the image's config, the compressed layers, and what a pull

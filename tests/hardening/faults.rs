@@ -8,45 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::can_test;
-use crate::common::{Outcome, envkit, run};
-
-/// A project with a store, cache, data and runtime folder of its own, all empty.
-struct Project {
-    dir: tempfile::TempDir,
-    state: tempfile::TempDir,
-}
-
-impl Project {
-    /// Empty folders of its own, but the download cache other tests share (nothing of this
-    /// test is about downloads).
-    fn with_shared_downloads(env: &str) -> Project {
-        let project = Project {
-            dir: tempfile::tempdir().unwrap(),
-            state: tempfile::tempdir().unwrap(),
-        };
-        std::fs::write(project.dir.path().join("env.kdl"), env).unwrap();
-        // On a fresh machine this suite runs first, before anything filled the shared cache.
-        std::fs::create_dir_all(crate::shared_cache()).unwrap();
-        std::os::unix::fs::symlink(crate::shared_cache(), project.state.path().join("cache"))
-            .unwrap();
-        project
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let state = self.state.path();
-        let mut command = envkit(self.dir.path(), args);
-        command
-            .env("ENVKIT_CACHE_DIR", state.join("cache"))
-            .env("ENVKIT_STORE_DIR", state.join("store"))
-            .env("ENVKIT_DATA_DIR", state.join("data"))
-            .env("ENVKIT_RUNTIME_DIR", state.join("run"));
-        command
-    }
-
-    fn env(&self, args: &[&str]) -> Outcome {
-        run(&mut self.command(args))
-    }
-}
+use crate::project::Project;
 
 /// The moment to kill the build at.
 #[derive(Debug, Clone, Copy)]
@@ -135,6 +97,21 @@ fn kill_build_at(project: &Project, moment: Moment) -> bool {
     came
 }
 
+/// Nothing half-made under a real name: every layer folder of `store` is a finished layer.
+fn assert_only_finished_layers(store: &Path, after: &str) {
+    for entry in std::fs::read_dir(store.join("layers-v1"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        assert!(
+            entry.path().join("layer.json").is_file(),
+            "after {after}: {} is not a finished layer",
+            entry.path().display()
+        );
+    }
+}
+
 /// What `env gc --dry-run` would delete.
 fn stray(project: &Project) -> Vec<String> {
     let gc = project.env(&["gc", "--dry-run"]);
@@ -168,16 +145,11 @@ fn a_build_killed_at_any_step_leaves_a_store_the_next_build_finishes() {
     if !can_test("builds killed with SIGKILL") {
         return;
     }
-    let project = Project {
-        dir: tempfile::tempdir().unwrap(),
-        state: tempfile::tempdir().unwrap(),
-    };
-    std::fs::write(
-        project.dir.path().join("env.kdl"),
+    // Its own download cache: the first kill comes while it downloads.
+    let project = Project::alone(
         "name \"faults\"\nbase \"debian:bookworm\"\npackages \"python3\"\n\
          setup \"echo set up > /etc/faults\"\n",
-    )
-    .unwrap();
+    );
     let locked = project.env(&["lock"]);
     assert_eq!(locked.code, Some(0), "{}", locked.transcript());
 
@@ -190,15 +162,7 @@ fn a_build_killed_at_any_step_leaves_a_store_the_next_build_finishes() {
     ] {
         let came = kill_build_at(&project, moment);
         assert!(came, "the build finished before {moment:?}");
-        // Nothing half-made under a real name: every layer folder is a finished layer.
-        let layers = project.state.path().join("store/layers-v1");
-        for entry in std::fs::read_dir(&layers).into_iter().flatten().flatten() {
-            assert!(
-                entry.path().join("layer.json").is_file(),
-                "after a kill {moment:?}: {} is not a finished layer",
-                entry.path().display()
-            );
-        }
+        assert_only_finished_layers(&project.state().join("store"), &format!("{moment:?}"));
     }
     // No build is running: whatever the killed ones left is for the next build to clear.
     let build = project.env(&["build"]);
@@ -214,7 +178,7 @@ fn a_build_killed_at_any_step_leaves_a_store_the_next_build_finishes() {
         "env gc finds stray data"
     );
     assert_eq!(
-        temporaries(project.state.path()),
+        temporaries(project.state()),
         Vec::<PathBuf>::new(),
         "temporary files left"
     );
@@ -234,7 +198,7 @@ fn a_flipped_byte_is_found_by_verify_and_repair_builds_the_same_layers_again() {
     if !can_test("damaged layers repaired") {
         return;
     }
-    let project = Project::with_shared_downloads(
+    let project = Project::sharing_downloads(
         "name \"flipped\"\nbase \"debian:bookworm\"\npackages \"python3\"\n\
          setup \"echo set up > /etc/flipped\"\n",
     );
@@ -246,8 +210,7 @@ fn a_flipped_byte_is_found_by_verify_and_repair_builds_the_same_layers_again() {
     let layer_dir = |name: &str| {
         let layer = layers.iter().find(|layer| layer["name"] == name).unwrap();
         project
-            .state
-            .path()
+            .state()
             .join("store/layers-v1")
             .join(layer["key"].as_str().unwrap())
     };
@@ -360,10 +323,10 @@ fn a_full_disk_is_a_clear_error_and_the_store_stays_usable() {
     if !can_test("a build on a full disk") {
         return;
     }
-    let project = Project::with_shared_downloads(
+    let project = Project::sharing_downloads(
         "name \"full\"\nbase \"debian:bookworm\"\npackages \"python3\"\n",
     );
-    let store = project.state.path().join("store");
+    let store = project.state().join("store");
     std::fs::create_dir_all(&store).unwrap();
     // The base layer alone takes over 100 MB.
     let disk = SmallDisk::mount(&store, "48m");
@@ -383,17 +346,7 @@ fn a_full_disk_is_a_clear_error_and_the_store_stays_usable() {
         build.stderr
     );
     // Nothing half-made under a real name, and gc clears what the failed build left.
-    for entry in std::fs::read_dir(store.join("layers-v1"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        assert!(
-            entry.path().join("layer.json").is_file(),
-            "{} is not a finished layer",
-            entry.path().display()
-        );
-    }
+    assert_only_finished_layers(&store, "a full disk");
     let gc = project.env(&["gc"]);
     assert_eq!(gc.code, Some(0), "{}", gc.transcript());
     assert_eq!(

@@ -4,45 +4,9 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
-use crate::common::{Outcome, envkit, run};
-use crate::{can_test, shared_cache};
-
-/// A project with its own store, data and runtime folders (the download cache is shared).
-struct Project {
-    dir: tempfile::TempDir,
-    state: tempfile::TempDir,
-}
-
-impl Project {
-    fn new(env: &str, state: Option<&Path>) -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("env.kdl"), env).unwrap();
-        let own = tempfile::tempdir().unwrap();
-        if let Some(shared) = state {
-            // Several projects in one store: the state folder is the shared one.
-            std::fs::remove_dir(own.path()).unwrap();
-            std::os::unix::fs::symlink(shared, own.path()).unwrap();
-        }
-        Project { dir, state: own }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let state = self.state.path();
-        let mut command = envkit(self.dir.path(), args);
-        command
-            .env("ENVKIT_CACHE_DIR", shared_cache())
-            .env("ENVKIT_STORE_DIR", state.join("store"))
-            .env("ENVKIT_DATA_DIR", state.join("data"))
-            .env("ENVKIT_RUNTIME_DIR", state.join("run"));
-        command
-    }
-
-    fn env(&self, args: &[&str]) -> Outcome {
-        run(&mut self.command(args))
-    }
-}
+use crate::can_test;
+use crate::project::Project;
 
 const PYTHON_ENV: &str = "name \"load\"\nbase \"debian:bookworm\"\npackages \"python3\"\n";
 
@@ -52,7 +16,7 @@ fn sixteen_sessions_of_one_environment_at_once_each_print_their_own_output() {
     if !can_test("sixteen concurrent sessions") {
         return;
     }
-    let project = Project::new(PYTHON_ENV, None);
+    let project = Project::sharing_downloads(PYTHON_ENV);
     let build = project.env(&["build"]);
     assert_eq!(build.code, Some(0), "{}", build.transcript());
     let children: Vec<_> = (0..16)
@@ -104,7 +68,7 @@ fn four_builds_of_overlapping_environments_at_once_all_succeed() {
         .iter()
         .enumerate()
         .map(|(index, (packages, _))| {
-            Project::new(
+            Project::sharing_state(
                 &format!(
                     "name \"overlap{index}\"\nbase \"debian:bookworm\"\npackages \"{packages}\"\n"
                 ),
@@ -214,16 +178,16 @@ fn a_thousand_sessions_in_a_row_leave_nothing_behind() {
     if !can_test("a thousand sessions in a row") {
         return;
     }
-    let project = Project::new(PYTHON_ENV, None);
+    let project = Project::sharing_downloads(PYTHON_ENV);
     // The first session builds and records what later ones find; count from the second on.
     let first = project.env(&["run", "--", "true"]);
     assert_eq!(first.code, Some(0), "{}", first.transcript());
-    let before = footprint(project.state.path());
+    let before = footprint(project.state());
     for index in 0..1000 {
         let ran = project.env(&["run", "--", "true"]);
         assert_eq!(ran.code, Some(0), "run {index}: {}", ran.transcript());
     }
-    let after = footprint(project.state.path());
+    let after = footprint(project.state());
     let left = |a: &BTreeSet<String>, b: &BTreeSet<String>| -> Vec<String> {
         b.difference(a).cloned().collect()
     };

@@ -17,6 +17,7 @@ mod common;
 mod escapes;
 mod faults;
 mod load;
+mod project;
 
 use std::sync::{Mutex, MutexGuard};
 

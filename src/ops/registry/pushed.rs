@@ -30,7 +30,7 @@ impl PushedRecord {
 }
 
 fn record_path(store: &Store, image_name: &str) -> std::path::PathBuf {
-    let (repository, tag) = image_name.split_once(':').unwrap_or((image_name, "latest"));
+    let (repository, tag) = crate::build::image::split_name(image_name);
     store.pushed_record(repository, tag)
 }
 
