@@ -74,6 +74,8 @@ pub fn build_base(
         let deb = Deb::open(&deb_path(cache_dir, &package.sha256), &package.name)?;
         unpack(&deb, tree, &options)?;
     }
+    let others: Vec<&LockedPackage> = base.iter().copied().filter(|p| !p.essential).collect();
+    screen_all(&others, cache_dir)?;
     let dpkg = Dpkg {
         root: tree,
         overlay: None,
@@ -90,7 +92,7 @@ pub fn build_base(
     )?;
     block_daemons(tree)?;
     let mut batches: BTreeMap<u32, Vec<&LockedPackage>> = BTreeMap::new();
-    for package in base.iter().copied().filter(|p| !p.essential) {
+    for package in others {
         batches.entry(package.batch).or_default().push(package);
     }
     for (batch, packages) in &batches {
@@ -103,6 +105,34 @@ pub fn build_base(
     unblock_daemons(tree)?;
     clean(tree)?;
     Ok(())
+}
+
+/// Screens (see [`super::unpack::screen`]) the `.deb`s of `packages` the real dpkg is about
+/// to unpack, on every core: the first refusal is the error.
+pub fn screen_all(packages: &[&LockedPackage], cache_dir: &Path) -> Result<(), BaseError> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let screen_next = || -> Result<(), BaseError> {
+        loop {
+            let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(package) = packages.get(index) else {
+                return Ok(());
+            };
+            let deb = Deb::open(&deb_path(cache_dir, &package.sha256), &package.name)?;
+            super::unpack::screen(&deb)?;
+        }
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.min(packages.len()))
+            .map(|_| scope.spawn(screen_next))
+            .collect();
+        // Every worker is joined before the first error is returned; a panic is passed on.
+        let outcomes: Vec<Result<(), BaseError>> = handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect();
+        outcomes.into_iter().collect()
+    })
 }
 
 /// Runs the image's own dpkg in the sandbox with the cached `.deb`s visible.

@@ -29,6 +29,7 @@ pub fn build_packages(
 ) -> Result<(), BaseError> {
     // The stubs that keep maintainer scripts from starting daemons go straight into the
     // upper folder, so removing them afterwards leaves no trace in the layer.
+    super::base::screen_all(packages, cache_dir)?;
     let stubs = Stubs::place(upper, lowers)?;
     let dpkg = Dpkg {
         root: &scratch.merged,

@@ -65,6 +65,22 @@ pub fn unpack(
     })
 }
 
+/// Reads `deb` through as [`unpack`] would, writing nothing: its control file within bounds,
+/// every entry of its data archive one the extractor would write, the compressed stream
+/// checked to its end. For packages the real dpkg unpacks: refused here, they are refused
+/// naming the package and the reason, as the ones envkit extracts itself are.
+pub fn screen(deb: &Deb) -> Result<(), UnpackError> {
+    deb.control_fields()?;
+    let mut reader = deb.data()?;
+    super::extract::screen(deb.package(), &mut reader).map_err(|error| match error {
+        ExtractError::Archive { source, .. } => UnpackError::Deb(deb.data_error(source)),
+        other => UnpackError::Extract(other),
+    })?;
+    std::io::copy(&mut reader, &mut std::io::sink())
+        .map_err(|source| UnpackError::Deb(deb.data_error(source)))?;
+    Ok(())
+}
+
 /// Sends `reader`'s bytes in chunks until it ends, fails, or the receiving side is gone.
 fn prefetch(mut reader: impl Read, sender: &SyncSender<io::Result<Vec<u8>>>) {
     loop {

@@ -17,6 +17,6 @@ pub mod deb822;
 pub mod relationship;
 pub mod release;
 pub mod sources;
-#[cfg(test)]
-pub(crate) mod testing;
+#[doc(hidden)]
+pub mod testing;
 pub mod version;

@@ -1,5 +1,6 @@
 //! Archives for tests: tar streams written header by header, `ar` archives and whole `.deb`s
-//! in every compression a `.deb` may use.
+//! in every compression a `.deb` may use. Public (and hidden) for the end-to-end suites, which
+//! serve hostile `.deb`s from fixture repositories.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,21 +8,21 @@ use std::path::Path;
 use super::deb::Deb;
 
 /// The mtime of every entry [`Tar`] writes.
-pub(crate) const MTIME: u64 = 1_700_000_000;
+pub const MTIME: u64 = 1_700_000_000;
 
 /// A compression a `.deb` member can use.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Z {
+pub enum Z {
     None,
     Gzip,
     Xz,
     Zstd,
 }
 
-pub(crate) const ALL: [Z; 4] = [Z::None, Z::Gzip, Z::Xz, Z::Zstd];
+pub const ALL: [Z; 4] = [Z::None, Z::Gzip, Z::Xz, Z::Zstd];
 
 /// The member name suffix of `z`.
-pub(crate) fn suffix(z: Z) -> &'static str {
+pub fn suffix(z: Z) -> &'static str {
     match z {
         Z::None => "",
         Z::Gzip => ".gz",
@@ -30,35 +31,35 @@ pub(crate) fn suffix(z: Z) -> &'static str {
     }
 }
 
-pub(crate) fn compress(bytes: &[u8], z: Z) -> Vec<u8> {
+pub fn compress(bytes: &[u8], z: Z) -> Vec<u8> {
     match z {
         Z::None => bytes.to_vec(),
         Z::Gzip => {
             let mut encoder =
                 flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            encoder.write_all(bytes).unwrap();
-            encoder.finish().unwrap()
+            encoder.write_all(bytes).expect("an in-memory archive");
+            encoder.finish().expect("an in-memory archive")
         }
         Z::Xz => {
             let mut encoder = liblzma::write::XzEncoder::new(Vec::new(), 1);
-            encoder.write_all(bytes).unwrap();
-            encoder.finish().unwrap()
+            encoder.write_all(bytes).expect("an in-memory archive");
+            encoder.finish().expect("an in-memory archive")
         }
-        Z::Zstd => zstd::stream::encode_all(bytes, 1).unwrap(),
+        Z::Zstd => zstd::stream::encode_all(bytes, 1).expect("an in-memory archive"),
     }
 }
 
 /// A tar archive written header by header, so tests can also write the names the `tar`
 /// crate's own setters refuse (`..`, absolute paths).
-pub(crate) struct Tar(tar::Builder<Vec<u8>>);
+pub struct Tar(tar::Builder<Vec<u8>>);
 
 impl Tar {
-    pub(crate) fn new() -> Tar {
+    pub fn new() -> Tar {
         Tar(tar::Builder::new(Vec::new()))
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn push(
+    pub fn push(
         &mut self,
         kind: tar::EntryType,
         path: &str,
@@ -81,34 +82,34 @@ impl Tar {
         header.set_mtime(MTIME);
         header.set_size(data.len() as u64);
         header.set_cksum();
-        self.0.append(&header, data).unwrap();
+        self.0.append(&header, data).expect("an in-memory archive");
         self
     }
 
-    pub(crate) fn dir(&mut self, path: &str, mode: u32) -> &mut Tar {
+    pub fn dir(&mut self, path: &str, mode: u32) -> &mut Tar {
         self.push(tar::EntryType::Directory, path, "", mode, 0, 0, b"")
     }
 
-    pub(crate) fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> &mut Tar {
+    pub fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> &mut Tar {
         self.push(tar::EntryType::Regular, path, "", mode, 0, 0, data)
     }
 
-    pub(crate) fn symlink(&mut self, path: &str, target: &str) -> &mut Tar {
+    pub fn symlink(&mut self, path: &str, target: &str) -> &mut Tar {
         self.push(tar::EntryType::Symlink, path, target, 0o777, 0, 0, b"")
     }
 
-    pub(crate) fn hard_link(&mut self, path: &str, target: &str) -> &mut Tar {
+    pub fn hard_link(&mut self, path: &str, target: &str) -> &mut Tar {
         self.push(tar::EntryType::Link, path, target, 0o644, 0, 0, b"")
     }
 
-    pub(crate) fn finish(&mut self) -> Vec<u8> {
+    pub fn finish(&mut self) -> Vec<u8> {
         let builder = std::mem::replace(&mut self.0, tar::Builder::new(Vec::new()));
-        builder.into_inner().unwrap()
+        builder.into_inner().expect("an in-memory archive")
     }
 }
 
 /// An `ar` archive of `members`, laid out as dpkg-deb writes one.
-pub(crate) fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
+pub fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = b"!<arch>\n".to_vec();
     for (name, data) in members {
         let header = format!(
@@ -130,13 +131,19 @@ pub(crate) fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 /// The control file of every `.deb` that [`deb_bytes`] makes.
-pub(crate) const CONTROL: &str = "Package: demo\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: Someone <a@b.c>\nDepends: libc6 (>= 2.36),\n libtinfo6 (>= 6)\nDescription: a demo\n more text\n";
+pub const CONTROL: &str = "Package: demo\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: Someone <a@b.c>\nDepends: libc6 (>= 2.36),\n libtinfo6 (>= 6)\nDescription: a demo\n more text\n";
 
 /// A `.deb` with [`CONTROL`] and `data` as its data archive, both compressed with `z`.
-pub(crate) fn deb_bytes(data: &[u8], z: Z) -> Vec<u8> {
+pub fn deb_bytes(data: &[u8], z: Z) -> Vec<u8> {
+    deb_with_control(CONTROL, data, z)
+}
+
+/// A `.deb` with `control` as its control file and `data` as its data archive, both
+/// compressed with `z`.
+pub fn deb_with_control(control: &str, data: &[u8], z: Z) -> Vec<u8> {
     let control = Tar::new()
         .dir("./", 0o755)
-        .file("./control", 0o644, CONTROL.as_bytes())
+        .file("./control", 0o644, control.as_bytes())
         .finish();
     let control_name = format!("control.tar{}", suffix(z));
     let data_name = format!("data.tar{}", suffix(z));
@@ -148,8 +155,8 @@ pub(crate) fn deb_bytes(data: &[u8], z: Z) -> Vec<u8> {
 }
 
 /// [`deb_bytes`] written as `dir/PACKAGE.deb` and opened.
-pub(crate) fn write_deb(dir: &Path, package: &str, data: &[u8], z: Z) -> Deb {
+pub fn write_deb(dir: &Path, package: &str, data: &[u8], z: Z) -> Deb {
     let path = dir.join(format!("{package}.deb"));
-    std::fs::write(&path, deb_bytes(data, z)).unwrap();
-    Deb::open(&path, package).unwrap()
+    std::fs::write(&path, deb_bytes(data, z)).expect("an in-memory archive");
+    Deb::open(&path, package).expect("an in-memory archive")
 }

@@ -75,22 +75,35 @@ impl FixtureRepository {
     /// Writes a stand-in `.deb` at `pool/NAME_VERSION_amd64.deb` and returns the control
     /// stanza that describes it (with `extra` control lines, e.g. `Depends: x`).
     pub fn package(&self, name: &str, version: &str, extra: &str) -> String {
-        let file = format!("pool/{name}_{}_amd64.deb", version.replace(':', "%3a"));
         let content = format!("stand-in for {name} {version}\n");
-        let path = self.root.join(&file);
-        std::fs::create_dir_all(path.parent().unwrap_or(&self.root)).expect("mkdir pool");
-        std::fs::write(&path, &content).expect("write deb");
+        self.deb(name, version, content.as_bytes(), extra)
+    }
+
+    /// Writes `bytes` as the `.deb` of NAME VERSION at `pool/NAME_VERSION_amd64.deb` and
+    /// returns the control stanza that describes it (with `extra` control lines).
+    pub fn deb(&self, name: &str, version: &str, bytes: &[u8], extra: &str) -> String {
+        let file = format!("pool/{name}_{}_amd64.deb", version.replace(':', "%3a"));
         let mut stanza = format!("Package: {name}\nVersion: {version}\nArchitecture: amd64\n");
         for line in extra.lines().map(str::trim).filter(|l| !l.is_empty()) {
             stanza.push_str(line);
             stanza.push('\n');
         }
-        stanza.push_str(&format!(
-            "Filename: {file}\nSize: {}\nSHA256: {}\n\n",
-            content.len(),
-            sha256_hex(content.as_bytes())
-        ));
+        stanza.push_str(&self.serve(&file, bytes));
+        stanza.push('\n');
         stanza
+    }
+
+    /// Writes `bytes` at `file` (below the root) and returns the `Filename`, `Size` and
+    /// `SHA256` lines an index gives it.
+    pub fn serve(&self, file: &str, bytes: &[u8]) -> String {
+        let path = self.root.join(file);
+        std::fs::create_dir_all(path.parent().unwrap_or(&self.root)).expect("mkdir pool");
+        std::fs::write(&path, bytes).expect("write deb");
+        format!(
+            "Filename: {file}\nSize: {}\nSHA256: {}\n",
+            bytes.len(),
+            sha256_hex(bytes)
+        )
     }
 }
 

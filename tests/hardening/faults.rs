@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::can_test;
-use crate::project::Project;
+use crate::project::{Project, assert_only_finished_layers, stray};
 
 /// The moment to kill the build at.
 #[derive(Debug, Clone, Copy)]
@@ -95,32 +95,6 @@ fn kill_build_at(project: &Project, moment: Moment) -> bool {
     );
     let _ = child.wait();
     came
-}
-
-/// Nothing half-made under a real name: every layer folder of `store` is a finished layer.
-fn assert_only_finished_layers(store: &Path, after: &str) {
-    for entry in std::fs::read_dir(store.join("layers-v1"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        assert!(
-            entry.path().join("layer.json").is_file(),
-            "after {after}: {} is not a finished layer",
-            entry.path().display()
-        );
-    }
-}
-
-/// What `env gc --dry-run` would delete.
-fn stray(project: &Project) -> Vec<String> {
-    let gc = project.env(&["gc", "--dry-run"]);
-    assert_eq!(gc.code, Some(0), "{}", gc.transcript());
-    gc.stderr
-        .lines()
-        .filter(|line| line.starts_with("would delete"))
-        .map(str::to_string)
-        .collect()
 }
 
 /// Every file under `dir` whose name says it is temporary, outside the layers' trees (whose

@@ -16,6 +16,7 @@ mod common;
 
 mod escapes;
 mod faults;
+mod hostile;
 mod load;
 mod project;
 

@@ -73,3 +73,29 @@ impl Project {
         run(&mut self.command(args))
     }
 }
+
+/// Nothing half-made under a real name: every layer folder of `store` is a finished layer.
+pub fn assert_only_finished_layers(store: &Path, after: &str) {
+    for entry in std::fs::read_dir(store.join("layers-v1"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        assert!(
+            entry.path().join("layer.json").is_file(),
+            "after {after}: {} is not a finished layer",
+            entry.path().display()
+        );
+    }
+}
+
+/// What `env gc --dry-run` would delete.
+pub fn stray(project: &Project) -> Vec<String> {
+    let gc = project.env(&["gc", "--dry-run"]);
+    assert_eq!(gc.code, Some(0), "{}", gc.transcript());
+    gc.stderr
+        .lines()
+        .filter(|line| line.starts_with("would delete"))
+        .map(str::to_string)
+        .collect()
+}

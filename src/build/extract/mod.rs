@@ -36,10 +36,14 @@
 //!   goes on. dpkg-deb writes none (file capabilities are set by maintainer scripts), so for
 //!   Debian's own packages the list stays empty.
 //!
-//! `walk` looks paths up inside the root; `meta` reads what an entry says about its file.
+//! `walk` looks paths up inside the root; `meta` reads what an entry says about its file;
+//! `screen` applies the same rules to an archive without writing it (for what dpkg unpacks).
 
 mod meta;
+mod screen;
 mod walk;
+
+pub use screen::screen;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
