@@ -18,8 +18,8 @@
 //! `setns` and terminal call; [`debian`] reads Debian's formats (deb822, versions,
 //! relationships, `Release`, apt sources, `.deb`); [`cache`] owns the download cache's layout;
 //! [`fetch`] downloads and writes atomically; [`files`] removes trees; [`mirror`] picks the
-//! mirror; [`paths`] says where envkit's folders are. `kernel` and `debian` import nothing
-//! else of the crate.
+//! mirror; [`snapshot`] finds the `.deb`s a mirror dropped; [`paths`] says where envkit's
+//! folders are. `kernel` and `debian` import nothing else of the crate.
 //!
 //! # Files envkit reads and writes
 //! - `env.kdl` (read): the project's environment, found in the current folder or a parent.
@@ -40,5 +40,6 @@ pub mod passthrough;
 pub mod paths;
 pub mod registry;
 pub mod run;
+pub mod snapshot;
 pub mod solve;
 pub mod spec;

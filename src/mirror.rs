@@ -45,6 +45,8 @@ pub struct Mirrors {
     /// The security archive, when it is elsewhere.
     pub security: Option<String>,
     pub origin: MirrorOrigin,
+    /// The snapshot archive (see [`crate::snapshot`]) for `.deb`s the mirror dropped.
+    pub snapshot: Option<String>,
 }
 
 impl Mirrors {
@@ -54,6 +56,7 @@ impl Mirrors {
             archive: url.trim_end_matches('/').to_string(),
             security: None,
             origin,
+            snapshot: None,
         }
     }
 
@@ -125,14 +128,17 @@ pub fn choose_mirrors(
     host_mirrors(apt_dir)
 }
 
-/// The mirrors for an environment: its `mirror`, else `ENVKIT_MIRROR`, else `/etc/apt`.
+/// The mirrors for an environment: its `mirror`, else `ENVKIT_MIRROR`, else `/etc/apt`; and
+/// its `snapshot`, else `ENVKIT_SNAPSHOT`.
 pub fn for_spec(spec: &crate::spec::Spec) -> Result<Mirrors, SourcesError> {
     let environment = std::env::var("ENVKIT_MIRROR").ok();
-    choose_mirrors(
+    let mut mirrors = choose_mirrors(
         spec.mirror.as_ref().map(|m| m.url.as_str()),
         environment.as_deref(),
         Path::new("/etc/apt"),
-    )
+    )?;
+    mirrors.snapshot = crate::snapshot::SnapshotArchive::configured(spec.snapshot.as_deref());
+    Ok(mirrors)
 }
 
 /// The Debian archive and security mirrors named by the apt sources under `apt_dir`.
@@ -168,6 +174,7 @@ pub fn host_mirrors(apt_dir: &Path) -> Result<Mirrors, SourcesError> {
             archive: url.trim_end_matches('/').to_string(),
             security: security.map(|s| s.trim_end_matches('/').to_string()),
             origin: MirrorOrigin::HostSources(file),
+            snapshot: None,
         }),
         None => Err(SourcesError::NoMirror { looked_at: files }),
     }

@@ -129,7 +129,11 @@ pub fn screen_all(packages: &[&LockedPackage], cache_dir: &Path) -> Result<(), B
         // Every worker is joined before the first error is returned; a panic is passed on.
         let outcomes: Vec<Result<(), BaseError>> = handles
             .into_iter()
-            .map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect();
         outcomes.into_iter().collect()
     })

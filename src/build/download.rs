@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::fetch::{FetchError, Fetcher};
 use crate::mirror::Mirrors;
+use crate::snapshot::SnapshotArchive;
 use crate::solve::lockfile::{Lock, LockedPackage};
 
 use crate::cache::Cache;
@@ -23,11 +24,11 @@ pub const PARALLEL_DOWNLOADS: usize = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
-    #[error("the mirror no longer serves {package} {version}: `{url}` is missing")]
-    Missing {
-        package: String,
-        version: String,
-        url: String,
+    #[error("the mirror no longer serves {}", gone_list(.packages))]
+    Gone {
+        packages: Vec<GonePackage>,
+        /// The snapshot archive that was asked too, if one is configured.
+        snapshot: Option<String>,
     },
     #[error("cannot download {package} {version}")]
     Fetch {
@@ -36,18 +37,61 @@ pub enum DownloadError {
         #[source]
         source: FetchError,
     },
+    #[error("cannot read the cached `{}`", path.display())]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A locked package neither the mirror nor the snapshot archive has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GonePackage {
+    pub name: String,
+    pub version: String,
+    /// Where the mirror was asked.
+    pub url: String,
+}
+
+fn gone_list(packages: &[GonePackage]) -> String {
+    match packages {
+        [one] => format!("{} {}: `{}` is missing", one.name, one.version, one.url),
+        many => format!(
+            "{} locked packages: {}",
+            many.len(),
+            many.iter()
+                .map(|p| format!("{} {}", p.name, p.version))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 impl DownloadError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            DownloadError::Missing { .. } => Some(
-                "the locked version is gone from the mirror; `env lock --update` moves to versions it still has".into(),
-            ),
-            DownloadError::Fetch { source: FetchError::HashMismatch { .. }, .. } => {
-                Some("the file was deleted; the mirror may be serving a damaged or altered file".into())
+            DownloadError::Gone { snapshot, .. } => {
+                let snapshot = match snapshot {
+                    Some(root) => format!(
+                        "the snapshot archive `{root}` does not have them either (asked at the lock's index dates)"
+                    ),
+                    None => format!(
+                        "a snapshot archive of the mirror can serve them: `snapshot \"URL\"` in env.kdl or {} (the layout of Debian's snapshot service)",
+                        crate::snapshot::SNAPSHOT_VAR
+                    ),
+                };
+                Some(format!(
+                    "the mirror dropped the locked versions; {snapshot}; a team cache (`cache` in env.kdl) holding the layers built from them skips the download; or `env lock --update` moves to versions the mirror has"
+                ))
             }
-            DownloadError::Fetch { .. } => None,
+            DownloadError::Fetch {
+                source: FetchError::HashMismatch { .. },
+                ..
+            } => Some(
+                "the file was deleted; the mirror may be serving a damaged or altered file".into(),
+            ),
+            DownloadError::Fetch { .. } | DownloadError::Cache { .. } => None,
         }
     }
 }
@@ -61,6 +105,10 @@ pub struct DownloadSummary {
     pub downloaded: usize,
     /// Bytes downloaded now.
     pub bytes: u64,
+    /// Of those downloaded, the ones only the snapshot archive still had.
+    pub from_snapshot: usize,
+    /// Cached files that no longer matched their SHA-256 (deleted and downloaded again).
+    pub damaged: usize,
 }
 
 /// Where a verified `.deb` with this SHA-256 is kept.
@@ -73,7 +121,7 @@ pub fn deb_url(mirrors: &Mirrors, package: &LockedPackage) -> String {
     format!("{}/{}", mirrors.url_for_suite(&package.suite), package.path)
 }
 
-/// Makes sure every package of `lock` is in the cache, verified; stops at the first failure.
+/// Makes sure every package of `lock` is in the cache, verified.
 pub fn download_all(
     lock: &Lock,
     mirrors: &Mirrors,
@@ -81,12 +129,16 @@ pub fn download_all(
     fetcher: &Fetcher,
 ) -> Result<DownloadSummary, DownloadError> {
     let packages: Vec<&LockedPackage> = lock.packages.iter().collect();
-    download(&packages, mirrors, cache_dir, fetcher)
+    download(&packages, lock, mirrors, cache_dir, fetcher)
 }
 
-/// Makes sure each of `packages` is in the cache, verified; stops at the first failure.
+/// Makes sure each of `packages` (of `lock`) is in the cache, verified: a cached file is
+/// checked again (a damaged one is downloaded anew), a missing one comes from the mirror,
+/// else from the snapshot archive at the lock's index dates. Stops at the first failure to
+/// fetch; packages gone from both are all named in one error at the end.
 pub fn download(
     packages: &[&LockedPackage],
+    lock: &Lock,
     mirrors: &Mirrors,
     cache_dir: &Path,
     fetcher: &Fetcher,
@@ -94,31 +146,73 @@ pub fn download(
     let mut summary = DownloadSummary::default();
     let mut missing: VecDeque<&LockedPackage> = VecDeque::new();
     for &package in packages {
-        if deb_path(cache_dir, &package.sha256).is_file() {
+        let path = deb_path(cache_dir, &package.sha256);
+        if !path.is_file() {
+            missing.push_back(package);
+        } else if cached_file_matches(&path, &package.sha256)? {
             summary.cached += 1;
         } else {
+            eprintln!(
+                "the cached {} {} was damaged (its SHA-256 changed); downloading it again",
+                package.name, package.version
+            );
+            std::fs::remove_file(&path).map_err(|source| DownloadError::Cache {
+                path: path.clone(),
+                source,
+            })?;
+            summary.damaged += 1;
             missing.push_back(package);
         }
     }
     if missing.is_empty() {
         return Ok(summary);
     }
+    let snapshot = mirrors
+        .snapshot
+        .as_deref()
+        .map(|root| SnapshotArchive::new(root, &lock.indexes));
     let total: u64 = missing.iter().map(|p| p.size).sum();
     let progress = Progress::new(missing.len(), total);
     let queue = Mutex::new(missing);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<DownloadError>> = Mutex::new(None);
+    let gone: Mutex<Vec<GonePackage>> = Mutex::new(Vec::new());
     let done = AtomicU64::new(0);
+    let from_snapshot = AtomicU64::new(0);
     std::thread::scope(|scope| {
         for _ in 0..PARALLEL_DOWNLOADS {
             scope.spawn(|| {
                 while !failed.load(Ordering::Relaxed) {
                     let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
                     let Some(package) = next else { break };
-                    match download_one(package, mirrors, cache_dir, fetcher, &progress) {
-                        Ok(()) => {
+                    let fetched = download_one(package, mirrors, cache_dir, fetcher, &progress)
+                        .and_then(|found| match (found, &snapshot) {
+                            (Found::Yes, _) => Ok(Found::Yes),
+                            (Found::Missing(url), Some(snapshot)) => {
+                                from_the_snapshot(package, snapshot, cache_dir, fetcher, &progress)
+                                    .map(|found| match found {
+                                        Found::Yes => {
+                                            from_snapshot.fetch_add(1, Ordering::Relaxed);
+                                            Found::Yes
+                                        }
+                                        Found::Missing(_) => Found::Missing(url),
+                                    })
+                            }
+                            (missing, None) => Ok(missing),
+                        });
+                    match fetched {
+                        Ok(Found::Yes) => {
                             done.fetch_add(1, Ordering::Relaxed);
                             progress.finished(package);
+                        }
+                        Ok(Found::Missing(url)) => {
+                            if let Ok(mut gone) = gone.lock() {
+                                gone.push(GonePackage {
+                                    name: package.name.clone(),
+                                    version: package.version.clone(),
+                                    url,
+                                });
+                            }
                         }
                         Err(error) => {
                             failed.store(true, Ordering::Relaxed);
@@ -135,9 +229,35 @@ pub fn download(
     if let Some(error) = first_error.into_inner().ok().flatten() {
         return Err(error);
     }
+    let mut gone = gone.into_inner().unwrap_or_default();
+    if !gone.is_empty() {
+        gone.sort_by(|a, b| a.name.cmp(&b.name));
+        return Err(DownloadError::Gone {
+            packages: gone,
+            snapshot: snapshot.map(|s| s.root().to_string()),
+        });
+    }
     summary.downloaded = done.into_inner() as usize;
+    summary.from_snapshot = from_snapshot.into_inner() as usize;
     summary.bytes = total;
     Ok(summary)
+}
+
+/// Whether the file at `path` still has the SHA-256 its name promises.
+fn cached_file_matches(path: &Path, sha256: &str) -> Result<bool, DownloadError> {
+    crate::fetch::sha256_file(path)
+        .map(|actual| actual == sha256)
+        .map_err(|source| DownloadError::Cache {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Whether a source had the file.
+enum Found {
+    Yes,
+    /// Not there; the URL asked.
+    Missing(String),
 }
 
 fn download_one(
@@ -146,36 +266,66 @@ fn download_one(
     cache_dir: &Path,
     fetcher: &Fetcher,
     progress: &Progress,
-) -> Result<(), DownloadError> {
-    let url = deb_url(mirrors, package);
+) -> Result<Found, DownloadError> {
+    fetch_from(
+        &deb_url(mirrors, package),
+        package,
+        cache_dir,
+        fetcher,
+        progress,
+    )
+}
+
+/// Asks the snapshot archive for `package` at each time it may have it, in turn.
+fn from_the_snapshot(
+    package: &LockedPackage,
+    snapshot: &SnapshotArchive,
+    cache_dir: &Path,
+    fetcher: &Fetcher,
+    progress: &Progress,
+) -> Result<Found, DownloadError> {
+    for url in snapshot.urls(package) {
+        if let Found::Yes = fetch_from(&url, package, cache_dir, fetcher, progress)? {
+            progress.note(&format!(
+                "{} {} is gone from the mirror; fetched from the snapshot archive",
+                package.name, package.version
+            ));
+            return Ok(Found::Yes);
+        }
+    }
+    Ok(Found::Missing(snapshot.root().to_string()))
+}
+
+/// Fetches `package` from `url` into the cache, checked against its SHA-256.
+fn fetch_from(
+    url: &str,
+    package: &LockedPackage,
+    cache_dir: &Path,
+    fetcher: &Fetcher,
+    progress: &Progress,
+) -> Result<Found, DownloadError> {
     let destination = deb_path(cache_dir, &package.sha256);
-    crate::fetch::with_retries(|| {
-        fetcher.download_resumable(&url, &package.sha256, &destination, &|bytes| {
+    let fetched = crate::fetch::with_retries(|| {
+        fetcher.download_resumable(url, &package.sha256, &destination, &|bytes| {
             progress.advance(bytes)
         })
-    })
-    .map_err(|source| match source {
-        FetchError::Status {
-            status: 404 | 410,
-            url,
-        } => DownloadError::Missing {
-            package: package.name.clone(),
-            version: package.version.clone(),
-            url,
-        },
-        FetchError::Read { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            DownloadError::Missing {
-                package: package.name.clone(),
-                version: package.version.clone(),
-                url: url.clone(),
-            }
+    });
+    match fetched {
+        Ok(_) => Ok(Found::Yes),
+        Err(FetchError::Status {
+            status: 404 | 410, ..
+        }) => Ok(Found::Missing(url.to_string())),
+        Err(FetchError::Read { ref source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(Found::Missing(url.to_string()))
         }
-        source => DownloadError::Fetch {
+        Err(source) => Err(DownloadError::Fetch {
             package: package.name.clone(),
             version: package.version.clone(),
             source,
-        },
-    })
+        }),
+    }
 }
 
 /// A byte-counting bar on a terminal; one line per finished package otherwise (CI logs).
@@ -213,6 +363,14 @@ impl Progress {
                 package.version,
                 human_bytes(package.size)
             ),
+        }
+    }
+
+    /// A line that stays, above the bar on a terminal.
+    fn note(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("  {line}"),
         }
     }
 
@@ -336,6 +494,111 @@ mod tests {
         assert!(
             error.to_string().contains("pool/gone_1.0_amd64.deb"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn every_package_gone_from_the_mirror_is_named_with_the_ways_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let repository = FixtureRepository::new(&dir.path().join("mirror"));
+        let packages: Vec<LockedPackage> = ["kept", "gone1", "gone2"]
+            .iter()
+            .map(|name| locked(&repository, name))
+            .collect();
+        for package in &packages[1..] {
+            std::fs::remove_file(repository.root.join(&package.path)).unwrap();
+        }
+        let mirrors = Mirrors::single(&repository.url(), crate::mirror::MirrorOrigin::EnvFile);
+        let cache = dir.path().join("cache");
+        let error = download_all(
+            &lock_of(packages.clone()),
+            &mirrors,
+            &cache,
+            &Fetcher::new(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the mirror no longer serves 2 locked packages: gone1 1.0, gone2 1.0"
+        );
+        let hint = error.hint().unwrap();
+        assert!(
+            hint.contains("`snapshot \"URL\"` in env.kdl or ENVKIT_SNAPSHOT"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("`cache`") && hint.contains("env lock --update"),
+            "{hint}"
+        );
+        // What the mirror still had is kept for the next try.
+        assert!(deb_path(&cache, &packages[0].sha256).is_file());
+    }
+
+    #[test]
+    fn a_package_gone_from_the_mirror_comes_from_the_snapshot_archive_at_the_index_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let repository = FixtureRepository::new(&dir.path().join("mirror"));
+        let package = locked(&repository, "old");
+        let deb = std::fs::read(repository.root.join(&package.path)).unwrap();
+        std::fs::remove_file(repository.root.join(&package.path)).unwrap();
+        let mut lock = lock_of(vec![package.clone()]);
+        lock.indexes = vec![crate::solve::lockfile::LockedIndex {
+            suite: "bookworm".into(),
+            date: "Sat, 01 Nov 2025 09:30:00 UTC".into(),
+            path: "main/binary-amd64/Packages.gz".into(),
+            sha256: "00".into(),
+        }];
+        // The archive's state six hours on is the first to hold it.
+        let snapshot = dir.path().join("snapshot");
+        let held = snapshot
+            .join("archive/debian/20251101T153000Z")
+            .join(&package.path);
+        std::fs::create_dir_all(held.parent().unwrap()).unwrap();
+        std::fs::write(&held, &deb).unwrap();
+        let mut mirrors = Mirrors::single(&repository.url(), crate::mirror::MirrorOrigin::EnvFile);
+        mirrors.snapshot = Some(format!("file://{}", snapshot.display()));
+        let cache = dir.path().join("cache");
+        let summary = download_all(&lock, &mirrors, &cache, &Fetcher::new()).unwrap();
+        assert_eq!((summary.downloaded, summary.from_snapshot), (1, 1));
+        assert_eq!(
+            std::fs::read(deb_path(&cache, &package.sha256)).unwrap(),
+            deb
+        );
+
+        // A snapshot serving other bytes is refused like a mirror doing so.
+        std::fs::remove_file(deb_path(&cache, &package.sha256)).unwrap();
+        std::fs::write(&held, b"altered").unwrap();
+        let error = download_all(&lock, &mirrors, &cache, &Fetcher::new()).unwrap_err();
+        assert!(
+            error.to_string().starts_with("cannot download old 1.0"),
+            "{error}"
+        );
+
+        std::fs::remove_file(&held).unwrap();
+        let error = download_all(&lock, &mirrors, &cache, &Fetcher::new()).unwrap_err();
+        assert!(
+            error.hint().unwrap().contains("does not have them either"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_damaged_cached_file_is_downloaded_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let repository = FixtureRepository::new(&dir.path().join("mirror"));
+        let lock = lock_of(vec![locked(&repository, "pkg")]);
+        let mirrors = Mirrors::single(&repository.url(), crate::mirror::MirrorOrigin::EnvFile);
+        let cache = dir.path().join("cache");
+        download_all(&lock, &mirrors, &cache, &Fetcher::new()).unwrap();
+        let cached = deb_path(&cache, &lock.packages[0].sha256);
+        let mut bytes = std::fs::read(&cached).unwrap();
+        bytes[3] ^= 1;
+        std::fs::write(&cached, &bytes).unwrap();
+        let summary = download_all(&lock, &mirrors, &cache, &Fetcher::new()).unwrap();
+        assert_eq!((summary.damaged, summary.downloaded), (1, 1));
+        assert_eq!(
+            crate::fetch::sha256_file(&cached).unwrap(),
+            lock.packages[0].sha256
         );
     }
 }

@@ -150,7 +150,13 @@ pub fn build(
         })
         .collect();
     if !needed.is_empty() {
-        download(&needed, inputs.mirrors, inputs.cache_dir, &Fetcher::new())?;
+        download(
+            &needed,
+            inputs.lock,
+            inputs.mirrors,
+            inputs.cache_dir,
+            &Fetcher::new(),
+        )?;
     }
     let mut lowers: Vec<PathBuf> = Vec::new();
     let mut layers = Vec::new();

@@ -53,6 +53,12 @@ pub fn compress(bytes: &[u8], z: Z) -> Vec<u8> {
 /// crate's own setters refuse (`..`, absolute paths).
 pub struct Tar(tar::Builder<Vec<u8>>);
 
+impl Default for Tar {
+    fn default() -> Self {
+        Tar::new()
+    }
+}
+
 impl Tar {
     pub fn new() -> Tar {
         Tar(tar::Builder::new(Vec::new()))

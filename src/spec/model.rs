@@ -19,6 +19,11 @@ pub struct Spec {
     pub base: Base,
     /// `mirror`: where packages come from, when not the host's apt sources.
     pub mirror: Option<Mirror>,
+    /// `snapshot`: an archive of the mirror's past states (the layout of Debian's snapshot
+    /// service), where a locked `.deb` the mirror dropped is fetched from. Not part of the
+    /// hash: it changes where files come from, never what they are (the lock's SHA-256 says).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     /// `cache`: the team's layer cache. Not part of the hash: it changes where layers come
     /// from, never what they hold.
     #[serde(skip_serializing_if = "Option::is_none")]

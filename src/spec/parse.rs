@@ -22,6 +22,7 @@ pub const NODE_NAMES: &[&str] = &[
     "name",
     "base",
     "mirror",
+    "snapshot",
     "cache",
     "packages",
     "recommends",
@@ -47,6 +48,7 @@ const SINGLE_NODES: &[&str] = &[
     "name",
     "base",
     "mirror",
+    "snapshot",
     "cache",
     "recommends",
     "workdir",
@@ -172,6 +174,7 @@ fn read_document(
             "name" => draft.name(reader, node),
             "base" => draft.base(reader, node),
             "mirror" => draft.mirror(reader, node, origin),
+            "snapshot" => draft.snapshot(reader, node),
             "cache" => draft.cache(reader, node),
             "packages" => draft.packages(reader, node),
             "recommends" => draft.recommends(reader, node),
@@ -217,6 +220,7 @@ struct Draft {
     base: Option<Base>,
     base_given: bool,
     mirror: Option<Mirror>,
+    snapshot: Option<String>,
     cache: Option<TeamCache>,
     packages: Vec<Spanned<String>>,
     recommends: bool,
@@ -286,6 +290,18 @@ impl Draft {
             keyring_path: keyring.as_ref().map(|k| resolve(&origin.dir, &k.value)),
             keyring: keyring.map(|k| k.value),
         });
+    }
+
+    fn snapshot(&mut self, reader: &mut Reader<'_>, node: &KdlNode) {
+        reader.properties(node, &[]);
+        reader.no_children(node);
+        let Some(url) = reader.one_string(node, "snapshot \"https://snapshot.example\"") else {
+            return;
+        };
+        match rules::mirror_url(&url.value) {
+            Ok(url) => self.snapshot = Some(url),
+            Err(broken) => report(reader, broken, url.span, "not a usable URL"),
+        }
     }
 
     fn cache(&mut self, reader: &mut Reader<'_>, node: &KdlNode) {
@@ -819,6 +835,7 @@ impl Draft {
             name: self.name,
             base,
             mirror: self.mirror,
+            snapshot: self.snapshot,
             cache: self.cache,
             packages: self.packages.into_iter().map(|p| p.value).collect(),
             recommends: self.recommends,

@@ -1,54 +1,21 @@
 //! Hostile packages served end to end: a signed fixture repository holds the real bookworm
-//! base set (the `.deb`s a lock of the mirror names, from the download cache) and one hostile
-//! `.deb` per attack. `env build` of an environment asking for one must refuse it naming the
+//! base set and one hostile `.deb` per attack. `env build` of an environment asking for one must refuse it naming the
 //! package, write nothing outside its layer, and leave a store the next build uses (root,
 //! network tier: the base set comes from the mirror once).
 
 use std::path::{Path, PathBuf};
 
-use envkit::cache::Cache;
-use envkit::debian::deb::Deb;
 use envkit::debian::testing::{Tar, Z, ar, compress, deb_with_control, suffix};
-use envkit::fetch::Fetcher;
 use envkit::solve::fixture::FixtureRepository;
-use envkit::solve::lockfile::Lock;
 
 use crate::can_test;
+use crate::fixture::repository_with_the_real_base_set;
 use crate::project::{Project, assert_only_finished_layers, stray};
 
 /// Enough `../` to climb from any layer's tree to `/` (the store is a few folders deep), short
 /// enough for a plain tar header.
 fn climb() -> String {
     "../".repeat(16)
-}
-
-/// A fixture repository serving the base set of a bookworm lock made against the mirror,
-/// with the `.deb`s taken from the shared download cache; returns it and the base stanzas.
-fn repository_with_the_real_base_set(dir: &Path) -> (FixtureRepository, String) {
-    let reference = Project::sharing_downloads("base \"debian:bookworm\"\n");
-    let locked = reference.env(&["lock"]);
-    assert_eq!(locked.code, Some(0), "{}", locked.transcript());
-    let lock =
-        Lock::parse(&std::fs::read_to_string(reference.dir.path().join("env.lock")).unwrap())
-            .unwrap();
-    let mirrors = envkit::mirror::host_mirrors(Path::new("/etc/apt")).unwrap();
-    envkit::build::download::download_all(&lock, &mirrors, &crate::shared_cache(), &Fetcher::new())
-        .unwrap();
-    let repository = FixtureRepository::new(&dir.join("mirror"));
-    let cache = Cache::new(&crate::shared_cache());
-    let mut stanzas = String::new();
-    for package in &lock.packages {
-        let path = cache.deb(&package.sha256);
-        let control = Deb::open(&path, &package.name)
-            .unwrap()
-            .control()
-            .unwrap();
-        stanzas.push_str(control.trim_end());
-        stanzas.push('\n');
-        stanzas.push_str(&repository.serve(&package.path, &std::fs::read(&path).unwrap()));
-        stanzas.push('\n');
-    }
-    (repository, stanzas)
 }
 
 /// The control file of hostile package `name`.
@@ -177,10 +144,7 @@ fn attacks(outside: &Path) -> Vec<Attack> {
                 "hostile-symlink",
                 &Tar::new()
                     .dir("./usr/", 0o755)
-                    .symlink(
-                        "./usr/hostile",
-                        &format!("{}{outside_from_root}", climb()),
-                    )
+                    .symlink("./usr/hostile", &format!("{}{outside_from_root}", climb()))
                     .file("./usr/hostile/through-a-symlink", 0o644, b"x")
                     .finish(),
             ),

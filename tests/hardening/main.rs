@@ -16,9 +16,11 @@ mod common;
 
 mod escapes;
 mod faults;
+mod fixture;
 mod hostile;
 mod load;
 mod project;
+mod snapshot;
 
 use std::sync::{Mutex, MutexGuard};
 

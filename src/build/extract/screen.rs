@@ -137,11 +137,11 @@ mod tests {
 
     #[test]
     fn writing_through_a_symlink_the_archive_declares_is_refused() {
-        let error = screened(
-            Tar::new()
-                .symlink("./usr/evil", "../../../../tmp")
-                .file("./usr/evil/payload", 0o644, b"x"),
-        )
+        let error = screened(Tar::new().symlink("./usr/evil", "../../../../tmp").file(
+            "./usr/evil/payload",
+            0o644,
+            b"x",
+        ))
         .unwrap_err();
         assert_eq!(
             error,
