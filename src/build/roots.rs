@@ -127,6 +127,29 @@ pub fn record(store: &Store, lock_path: &Path, image_name: &str) -> Result<(), S
     })
 }
 
+/// What is wrong with the root record of the lock at `lock_path`, which should keep the image
+/// `image_name` (what [`record`] writes after a build); `None` when it says just that.
+pub fn record_problem(store: &Store, lock_path: &Path, image_name: &str) -> Option<String> {
+    let lock = lock_path
+        .canonicalize()
+        .or_else(|_| std::path::absolute(lock_path))
+        .ok()?;
+    let bytes = std::fs::read(&lock).ok()?;
+    let path = record_path(store, &lock);
+    match read_record::<Root>(&path) {
+        Err(error) => Some(format!("{error}, so `env gc` would not keep the image")),
+        Ok(None) => Some("it is missing, so `env gc` would not keep the image".into()),
+        Ok(Some(root)) if root.lock != lock || root.lock_blake3 != digest(&bytes) => {
+            Some("it does not match the lock file, so `env gc` would not keep the image".into())
+        }
+        Ok(Some(root)) if root.image != image_name => Some(format!(
+            "it keeps `{}` instead, so `env gc` would delete this image",
+            root.image
+        )),
+        Ok(Some(_)) => None,
+    }
+}
+
 /// What a root is now: live (with its lock's bytes) or why not.
 fn check(root: &Root) -> Result<Result<Vec<u8>, StaleReason>, StoreError> {
     match std::fs::read(&root.lock) {

@@ -82,20 +82,26 @@ fn check_layer(
     layer: &ImageLayer,
     clamp_mtime: u64,
 ) -> Result<LayerCheck, VerifyError> {
-    let check = |outcome| LayerCheck {
+    // The layer's own record is the authority on its diff_id; the image's copy of it is
+    // checked against that record by `image_record_problems`.
+    let check = |recorded: &str, outcome| LayerCheck {
         layer: layer.name.clone(),
         key: layer.key.clone(),
-        recorded: layer.diff_id.clone(),
+        recorded: recorded.to_string(),
         outcome,
     };
-    let kind = match store.existing_layer(&layer.key) {
-        Ok(record) => record.kind,
+    let record = match store.existing_layer(&layer.key) {
+        Ok(record) => record,
         Err(error) => {
-            return Ok(check(Outcome::Damaged {
-                reason: error.to_string(),
-            }));
+            return Ok(check(
+                &layer.diff_id,
+                Outcome::Damaged {
+                    reason: error.to_string(),
+                },
+            ));
         }
     };
+    let kind = record.kind;
     let digest = layer_digest(
         &store.tree(&layer.key),
         &TarOptions::for_layer(&kind, clamp_mtime),
@@ -104,8 +110,18 @@ fn check_layer(
         layer: layer.name.clone(),
         source,
     })?;
-    let outcome = if digest.diff_id == layer.diff_id {
-        Outcome::Matches
+    let outcome = if digest.diff_id == record.diff_id {
+        // The list names the files `env verify` reports as changed; a damaged one would name
+        // the wrong files next time, so it counts as damage too.
+        match members::read(&store.members_path(&layer.key)) {
+            Ok(Some(recorded)) if recorded != digest.members => Outcome::Damaged {
+                reason: "its member list does not match its tree".into(),
+            },
+            Err(error) => Outcome::Damaged {
+                reason: error.to_string(),
+            },
+            Ok(_) => Outcome::Matches,
+        }
     } else {
         let files = match members::read(&store.members_path(&layer.key)) {
             Ok(Some(recorded)) => ChangedFiles::Named(members::compare(&recorded, &digest.members)),
@@ -117,7 +133,47 @@ fn check_layer(
             files,
         }
     };
-    Ok(check(outcome))
+    Ok(check(&record.diff_id, outcome))
+}
+
+/// What is wrong with the record of `image`, judged by what it must say: the name it is kept
+/// under, the layers the plan names (`keys`, bottom first), each layer's diff_id and size as
+/// the layer's own record has them, and the id those give. Empty when it says all that.
+pub fn image_record_problems(
+    store: &Store,
+    image: &Image,
+    name: &str,
+    keys: &[String],
+    architecture: &str,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if image.name != name {
+        problems.push(format!("it names the image `{}`", image.name));
+    }
+    if image.architecture != architecture {
+        problems.push(format!(
+            "it says the architecture is `{}`",
+            image.architecture
+        ));
+    }
+    let recorded: Vec<&String> = image.layers.iter().map(|layer| &layer.key).collect();
+    if recorded != keys.iter().collect::<Vec<_>>() {
+        problems.push("its layers are not the ones the lock and env file give".into());
+    }
+    for layer in &image.layers {
+        if let Ok(record) = store.existing_layer(&layer.key)
+            && (record.diff_id != layer.diff_id || record.size != layer.size)
+        {
+            problems.push(format!(
+                "its {} layer's diff_id or size differs from the layer's record",
+                layer.name
+            ));
+        }
+    }
+    if image.id != super::image::image_id(&image.architecture, &image.layers) {
+        problems.push("its id is not the digest of its layers".into());
+    }
+    problems
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::path::Path;
 use super::{Failure, project};
 use crate::build::members::Differences;
 use crate::build::verify::{ChangedFiles, LayerCheck, Outcome};
+use crate::ops::verify::Check;
 use crate::ops::{self, LockMode};
 
 pub fn run(file: Option<&Path>, repair: bool) -> Result<(), Failure> {
@@ -15,13 +16,27 @@ pub fn run(file: Option<&Path>, repair: bool) -> Result<(), Failure> {
         eprintln!("repaired {}", verified.repaired.join(", "));
     }
     eprintln!(
-        "{}: every layer matches its recorded diff_id",
+        "{}: every layer matches its recorded diff_id, and its records and cached .debs are whole",
         verified.image
     );
     Ok(())
 }
 
-fn print_check(check: &LayerCheck) {
+fn print_check(check: Check<'_>) {
+    match check {
+        Check::Layer(layer) => print_layer(layer),
+        Check::Stored {
+            what,
+            problem: None,
+        } => eprintln!("ok       {what}"),
+        Check::Stored {
+            what,
+            problem: Some(problem),
+        } => eprintln!("DAMAGED  {what}: {problem}"),
+    }
+}
+
+fn print_layer(check: &LayerCheck) {
     match &check.outcome {
         Outcome::Matches => eprintln!("ok       {:<11} {}", check.layer, check.recorded),
         Outcome::Damaged { reason } => {

@@ -338,3 +338,128 @@ fn a_full_disk_is_a_clear_error_and_the_store_stays_usable() {
     assert_eq!(ran.stdout, "room\n", "{}", ran.transcript());
     drop(disk);
 }
+
+#[test]
+fn a_flipped_byte_in_a_record_or_a_cached_deb_is_found_by_verify_and_repaired() {
+    let _turn = crate::exclusive();
+    if !can_test("damaged records and downloads repaired") {
+        return;
+    }
+    // Its own download cache (one of its files gets damaged), filled from the shared one.
+    let project = Project::alone("name \"records\"\nbase \"debian:bookworm\"\npackages \"jq\"\n");
+    let locked = project.env(&["lock"]);
+    assert_eq!(locked.code, Some(0), "{}", locked.transcript());
+    let lock = envkit::solve::lockfile::Lock::parse(
+        &std::fs::read_to_string(project.dir.path().join("env.lock")).unwrap(),
+    )
+    .unwrap();
+    let shared = envkit::cache::Cache::new(&crate::shared_cache());
+    let own = envkit::cache::Cache::new(project.cache());
+    std::fs::create_dir_all(own.debs_dir()).unwrap();
+    for package in &lock.packages {
+        let _ = std::fs::copy(shared.deb(&package.sha256), own.deb(&package.sha256));
+    }
+    let build = project.env(&["build"]);
+    assert_eq!(build.code, Some(0), "{}", build.transcript());
+    let inspect = project.env(&["inspect", "--json"]);
+    let image: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    let store = project.state().join("store");
+    let name = image["image"]["name"].as_str().unwrap().to_string();
+    let (repository, tag) = name.split_once(':').unwrap();
+
+    // The image record stays JSON, with one hex digit of a diff_id changed.
+    let record = store
+        .join("images-v1")
+        .join(repository)
+        .join(format!("{tag}.json"));
+    let text = std::fs::read_to_string(&record).unwrap();
+    let at = text.find("\"diff_id\": \"sha256:").unwrap() + "\"diff_id\": \"sha256:".len();
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&record, bytes).unwrap();
+    // The root record, the member list of the packages layer, and jq's cached .deb.
+    let root = std::fs::read_dir(store.join("roots-v1"))
+        .unwrap()
+        .flatten()
+        .find(|entry| entry.file_name().to_string_lossy().ends_with(".json"))
+        .unwrap()
+        .path();
+    flip_byte(&root);
+    let packages_key = image["image"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|layer| layer["name"] == "packages-1")
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    flip_byte(
+        &store
+            .join("layers-v1")
+            .join(&packages_key)
+            .join("members.zst"),
+    );
+    let jq = lock.packages.iter().find(|p| p.name == "jq").unwrap();
+    flip_byte(&own.deb(&jq.sha256));
+
+    let found = project.env(&["verify"]);
+    assert_eq!(found.code, Some(1), "{}", found.transcript());
+    for needle in [
+        "ok       base",
+        "DAMAGED  packages-1",
+        "DAMAGED  image record",
+        "DAMAGED  root record",
+        &format!("DAMAGED  cached jq {}", jq.version),
+        "env verify --repair",
+    ] {
+        assert!(found.stderr.contains(needle), "{needle}: {}", found.stderr);
+    }
+
+    let repaired = project.env(&["verify", "--repair"]);
+    assert_eq!(repaired.code, Some(0), "{}", repaired.transcript());
+    let again = project.env(&["inspect", "--json"]);
+    let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(
+        again["image"], image["image"],
+        "the same image, bit for bit"
+    );
+    let clean = project.env(&["verify"]);
+    assert_eq!(clean.code, Some(0), "{}", clean.transcript());
+    assert_eq!(
+        envkit::fetch::sha256_file(&own.deb(&jq.sha256)).unwrap(),
+        jq.sha256,
+        "jq downloaded again"
+    );
+    let ran = project.env(&["run", "--", "jq", "--version"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.transcript());
+
+    // An image record that is no longer JSON at all.
+    let text = std::fs::read(&record).unwrap();
+    std::fs::write(&record, &text[..text.len() / 2]).unwrap();
+    let found = project.env(&["verify"]);
+    assert_eq!(found.code, Some(1), "{}", found.transcript());
+    assert!(
+        found.stderr.contains("env verify --repair"),
+        "{}",
+        found.transcript()
+    );
+    let repaired = project.env(&["verify", "--repair"]);
+    assert_eq!(repaired.code, Some(0), "{}", repaired.transcript());
+    assert!(
+        repaired.stderr.contains("the image record is damaged"),
+        "{}",
+        repaired.transcript()
+    );
+    assert_eq!(
+        std::fs::read(&record).unwrap(),
+        text,
+        "written again, the same"
+    );
+    // The root record keeps the image again: gc deletes nothing.
+    assert_eq!(
+        stray(&project),
+        Vec::<String>::new(),
+        "env gc finds stray data"
+    );
+}

@@ -54,6 +54,11 @@ impl Project {
         }
     }
 
+    /// The download cache it uses.
+    pub fn cache(&self) -> &Path {
+        &self.cache
+    }
+
     /// The folder holding `store/`, `data/` and `run/`.
     pub fn state(&self) -> &Path {
         &self.state_dir
