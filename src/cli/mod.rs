@@ -50,9 +50,11 @@ pub enum Command {
     Build(build::BuildArgs),
     /// List built images.
     Images(images::ImagesArgs),
-    /// Recompute every layer's digest and name the files that changed since the build.
+    /// Recompute every layer's digest and name the files that changed since the build; check
+    /// the image's records and the lock's cached .debs.
     Verify {
-        /// Build the damaged layers again (or pull them from the team cache).
+        /// Build the damaged layers again (or pull them from the team cache), write damaged
+        /// records again, download damaged .debs again.
         #[arg(long)]
         repair: bool,
     },

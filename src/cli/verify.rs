@@ -1,5 +1,5 @@
-//! `env verify`: the current project's image checked against its layers' trees (see
-//! `build::verify`), told layer by layer.
+//! `env verify`: everything stored for the current project's image checked (see
+//! `ops::verify`), told thing by thing.
 
 use std::path::Path;
 
