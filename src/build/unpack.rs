@@ -283,30 +283,7 @@ mod tests {
             let dir = tempdir();
             let root = dir.path().join("root");
             std::fs::create_dir(&root).unwrap();
-            let data = Tar::new()
-                .dir("./", 0o755)
-                .file(
-                    "./big",
-                    0o644,
-                    &(0..1u32 << 20)
-                        .map(|i| (i * 7 % 251) as u8)
-                        .collect::<Vec<_>>(),
-                )
-                .finish();
-            // zstd frames carry a checksum only when asked to; dpkg-deb asks.
-            let mut compressed = match z {
-                Z::Zstd => {
-                    let mut encoder = zstd::Encoder::new(Vec::new(), 1).unwrap();
-                    encoder.include_checksum(true).unwrap();
-                    std::io::Write::write_all(&mut encoder, &data).unwrap();
-                    encoder.finish().unwrap()
-                }
-                _ => compress(&data, z),
-            };
-            let middle = compressed.len() / 2;
-            for byte in &mut compressed[middle..middle + 64] {
-                *byte ^= 0x5a;
-            }
+            let compressed = crate::debian::testing::garbled_data("big", z);
             let name = format!("data.tar{}", crate::debian::testing::suffix(z));
             let path = raw_deb(dir.path(), "garbled", &small_control(), &name, &compressed);
             let outcome = Deb::open(&path, "garbled")

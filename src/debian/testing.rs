@@ -49,6 +49,35 @@ pub fn compress(bytes: &[u8], z: Z) -> Vec<u8> {
     }
 }
 
+/// A data archive of one megabyte of varied bytes at `./PATH`, compressed with `z` (zstd with
+/// its checksum, which dpkg-deb asks for) and garbled in the middle of the compressed stream.
+pub fn garbled_data(path: &str, z: Z) -> Vec<u8> {
+    let data = Tar::new()
+        .dir("./", 0o755)
+        .file(
+            &format!("./{path}"),
+            0o644,
+            &(0..1u32 << 20)
+                .map(|i| (i * 7 % 251) as u8)
+                .collect::<Vec<_>>(),
+        )
+        .finish();
+    let mut compressed = match z {
+        Z::Zstd => {
+            let mut encoder = zstd::Encoder::new(Vec::new(), 1).expect("a zstd encoder");
+            encoder.include_checksum(true).expect("a zstd setting");
+            encoder.write_all(&data).expect("an in-memory archive");
+            encoder.finish().expect("an in-memory archive")
+        }
+        _ => compress(&data, z),
+    };
+    let middle = compressed.len() / 2;
+    for byte in &mut compressed[middle..middle + 64] {
+        *byte ^= 0x5a;
+    }
+    compressed
+}
+
 /// A tar archive written header by header, so tests can also write the names the `tar`
 /// crate's own setters refuse (`..`, absolute paths).
 pub struct Tar(tar::Builder<Vec<u8>>);

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use envkit::debian::testing::{Tar, Z, ar, compress, deb_with_control, suffix};
+use envkit::debian::testing::{Tar, Z, ar, compress, deb_with_control, garbled_data, suffix};
 use envkit::solve::fixture::FixtureRepository;
 
 use crate::can_test;
@@ -44,35 +44,6 @@ fn raw_deb(name: &str, member: &str, bytes: &[u8]) -> Vec<u8> {
         ("control.tar.gz", &control),
         (member, bytes),
     ])
-}
-
-/// A data archive with one megabyte of varied bytes, compressed by `z` and garbled in the
-/// middle (zstd with its checksum, as dpkg-deb writes it).
-fn garbled(z: Z) -> Vec<u8> {
-    let data = Tar::new()
-        .dir("./", 0o755)
-        .file(
-            "./usr/share/big",
-            0o644,
-            &(0..1u32 << 20)
-                .map(|i| (i * 7 % 251) as u8)
-                .collect::<Vec<_>>(),
-        )
-        .finish();
-    let mut compressed = match z {
-        Z::Zstd => {
-            let mut encoder = zstd::Encoder::new(Vec::new(), 1).unwrap();
-            encoder.include_checksum(true).unwrap();
-            std::io::Write::write_all(&mut encoder, &data).unwrap();
-            encoder.finish().unwrap()
-        }
-        _ => compress(&data, z),
-    };
-    let middle = compressed.len() / 2;
-    for byte in &mut compressed[middle..middle + 64] {
-        *byte ^= 0x5a;
-    }
-    compressed
 }
 
 /// A data archive whose one member declares 100 GB and holds a few bytes.
@@ -193,7 +164,11 @@ fn attacks(outside: &Path) -> Vec<Attack> {
     ] {
         list.push(Attack {
             package,
-            deb: raw_deb(package, &format!("data.tar{}", suffix(z)), &garbled(z)),
+            deb: raw_deb(
+                package,
+                &format!("data.tar{}", suffix(z)),
+                &garbled_data("usr/share/big", z),
+            ),
             refusal: package,
         });
     }
