@@ -200,7 +200,7 @@ mod tests {
         );
         assert!(text.contains("// setup \"pip install"), "{text}");
         let spec = parse_str("env.kdl", &text).unwrap();
-        assert_eq!(spec.base.release, "bookworm");
+        assert_eq!(spec.base.release(), Some("bookworm"));
         assert_eq!(spec.workdir.as_deref(), Some("/work"));
     }
 

@@ -137,6 +137,7 @@ pub fn bookworm_lock(packages: Vec<super::lockfile::LockedPackage>) -> super::lo
         recommends: false,
         requested: vec![],
         indexes: vec![],
+        image: None,
         packages,
     }
 }

@@ -141,6 +141,7 @@ pub fn lock(
         recommends: inputs.recommends,
         requested: inputs.packages.clone(),
         indexes,
+        image: None,
         packages: locked,
     })
 }

@@ -46,6 +46,16 @@ pub struct LockedIndex {
     pub sha256: String,
 }
 
+/// The image an environment starts from, pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedImage {
+    /// As env.kdl names it (`postgres:16`).
+    pub reference: String,
+    /// `sha256:` of the image's manifest for the lock's platform (through an image index when
+    /// the reference names one): builds and sessions use this, never the tag.
+    pub digest: String,
+}
+
 /// One pinned package.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockedPackage {
@@ -81,6 +91,8 @@ pub struct Lock {
     /// The spec's `packages` the lock was made for, in the spec's order.
     pub requested: Vec<String>,
     pub indexes: Vec<LockedIndex>,
+    /// The image the environment starts from (`base image=`); `None` for a Debian release.
+    pub image: Option<LockedImage>,
     /// Sorted by layer, then name.
     pub packages: Vec<LockedPackage>,
 }
@@ -112,6 +124,11 @@ impl LockFileError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unsat {
     Release { locked: String, wanted: String },
+    /// The base image changed (or the base changed between an image and a release).
+    Image {
+        locked: Option<String>,
+        wanted: Option<String>,
+    },
     Architecture { locked: String, wanted: String },
     Recommends { locked: bool },
     Added(Vec<String>),
@@ -123,6 +140,13 @@ impl std::fmt::Display for Unsat {
         match self {
             Unsat::Release { locked, wanted } => {
                 write!(f, "the base changed from {locked} to {wanted}")
+            }
+            Unsat::Image { locked, wanted } => {
+                let shown = |image: &Option<String>| match image {
+                    Some(reference) => format!("image {reference}"),
+                    None => "a Debian release".to_string(),
+                };
+                write!(f, "the base changed from {} to {}", shown(locked), shown(wanted))
             }
             Unsat::Architecture { locked, wanted } => {
                 write!(f, "the lock is for {locked}, this machine is {wanted}")
@@ -142,13 +166,20 @@ impl Lock {
     /// Whether the lock was made for these inputs; every difference otherwise.
     pub fn satisfies(
         &self,
+        image: Option<&str>,
         release: &str,
         architecture: &str,
         packages: &[String],
         recommends: bool,
     ) -> Result<(), Vec<Unsat>> {
         let mut reasons = Vec::new();
-        if self.release != release {
+        let locked_image = self.image.as_ref().map(|i| i.reference.as_str());
+        if locked_image != image {
+            reasons.push(Unsat::Image {
+                locked: locked_image.map(str::to_string),
+                wanted: image.map(str::to_string),
+            });
+        } else if self.release != release {
             reasons.push(Unsat::Release {
                 locked: self.release.clone(),
                 wanted: release.to_string(),
@@ -215,13 +246,27 @@ impl Lock {
         );
         out.push_str("// Commit it. To change it, edit env.kdl and run `env lock` (or `env lock --update`).\n");
         let _ = writeln!(out, "version {LOCK_VERSION}");
-        let _ = writeln!(
-            out,
-            "release {} architecture={} recommends=#{}",
-            quote(&self.release),
-            quote(&self.architecture),
-            self.recommends
-        );
+        match &self.image {
+            Some(image) => {
+                let _ = writeln!(
+                    out,
+                    "image {} digest={} architecture={} recommends=#{}",
+                    quote(&image.reference),
+                    quote(&image.digest),
+                    quote(&self.architecture),
+                    self.recommends
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "release {} architecture={} recommends=#{}",
+                    quote(&self.release),
+                    quote(&self.architecture),
+                    self.recommends
+                );
+            }
+        }
         if !self.requested.is_empty() {
             let names: Vec<String> = self.requested.iter().map(|n| quote(n)).collect();
             let _ = writeln!(out, "requested {}", names.join(" "));
@@ -289,6 +334,7 @@ impl Lock {
             recommends: false,
             requested: Vec::new(),
             indexes: Vec::new(),
+            image: None,
             packages: Vec::new(),
         };
         for node in document.nodes() {
@@ -300,6 +346,14 @@ impl Lock {
                 "version" => version = Some(fields.integer_argument()?),
                 "release" => {
                     lock.release = fields.string_argument()?;
+                    lock.architecture = fields.string("architecture")?;
+                    lock.recommends = fields.bool("recommends")?;
+                }
+                "image" => {
+                    lock.image = Some(LockedImage {
+                        reference: fields.string_argument()?,
+                        digest: fields.string("digest")?,
+                    });
                     lock.architecture = fields.string("architecture")?;
                     lock.recommends = fields.bool("recommends")?;
                 }
@@ -362,10 +416,10 @@ impl Lock {
                 package.group = 0;
             }
         }
-        if lock.release.is_empty() {
+        if lock.release.is_empty() && lock.image.is_none() {
             return Err(LockFileError::Invalid {
                 line: 1,
-                message: "no `release` node".into(),
+                message: "no `release` or `image` node".into(),
             });
         }
         Ok(lock)
@@ -502,12 +556,40 @@ mod tests {
                 path: "main/binary-amd64/Packages.xz".into(),
                 sha256: "cd".repeat(32),
             }],
+            image: None,
             packages: vec![
                 package("python3", Layer::Packages, true, 2),
                 package("bash", Layer::Base, false, 0),
                 package("git", Layer::Packages, true, 0),
             ],
         }
+    }
+
+    #[test]
+    fn an_image_lock_round_trips() {
+        let lock = Lock {
+            release: String::new(),
+            architecture: "amd64".into(),
+            recommends: false,
+            requested: vec![],
+            indexes: vec![],
+            image: Some(LockedImage {
+                reference: "127.0.0.1:5000/app:v1".into(),
+                digest: format!("sha256:{}", "0".repeat(64)),
+            }),
+            packages: vec![],
+        };
+        let text = lock.render();
+        assert!(text.contains("image \"127.0.0.1:5000/app:v1\" digest=\"sha256:"), "{text}");
+        assert_eq!(Lock::parse(&text).unwrap(), lock);
+        assert!(lock.satisfies(Some("127.0.0.1:5000/app:v1"), "", "amd64", &[], false).is_ok());
+        let moved = lock
+            .satisfies(None, "bookworm", "amd64", &[], false)
+            .unwrap_err();
+        assert_eq!(
+            moved[0].to_string(),
+            "the base changed from image 127.0.0.1:5000/app:v1 to a Debian release"
+        );
     }
 
     #[test]
@@ -604,6 +686,7 @@ mod tests {
         let lock = sample();
         assert_eq!(
             lock.satisfies(
+                None,
                 "bookworm",
                 "amd64",
                 &["git".into(), "python3".into()],
@@ -613,7 +696,7 @@ mod tests {
             "order does not matter"
         );
         let reasons = lock
-            .satisfies("trixie", "amd64", &["python3".into(), "curl".into()], true)
+            .satisfies(None, "trixie", "amd64", &["python3".into(), "curl".into()], true)
             .unwrap_err();
         let text: Vec<String> = reasons.iter().map(ToString::to_string).collect();
         assert_eq!(

@@ -99,7 +99,7 @@ pub fn read_lock(path: &Path) -> Result<Option<Lock>, SolveError> {
 /// What the spec asks of the solver on this machine.
 pub fn inputs(spec: &Spec) -> Inputs {
     Inputs {
-        release: spec.base.release.clone(),
+        release: spec.base.release().unwrap_or_default().to_string(),
         architecture: crate::paths::debian_architecture().to_string(),
         packages: spec.packages.clone(),
         recommends: spec.recommends,
@@ -109,7 +109,12 @@ pub fn inputs(spec: &Spec) -> Inputs {
 /// Whether `lock` still fits `spec`.
 pub fn check(spec: &Spec, lock: &Lock) -> Result<(), Vec<Unsat>> {
     let inputs = inputs(spec);
+    let image = match &spec.base {
+        crate::spec::Base::Image { reference } => Some(reference.as_str()),
+        crate::spec::Base::Debian { .. } => None,
+    };
     lock.satisfies(
+        image,
         &inputs.release,
         &inputs.architecture,
         &inputs.packages,

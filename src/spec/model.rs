@@ -100,18 +100,33 @@ pub struct Origin {
     pub dir: PathBuf,
 }
 
-/// A base image: a distribution and one of its releases.
+/// What an environment starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Base {
-    /// Always `debian` for now; kept so the error for other distributions has a place to live.
-    pub distro: String,
-    /// The release codename (`bookworm`, `trixie`, ...); numeric versions are mapped to it.
-    pub release: String,
+pub enum Base {
+    /// A Debian release (`bookworm`, `trixie`, ...; numeric versions are mapped to their
+    /// codename), built from the mirror's packages.
+    Debian { release: String },
+    /// An image from a registry, as written (`postgres:16`, `127.0.0.1:5000/app@sha256:...`);
+    /// the lock pins it by digest.
+    Image { reference: String },
+}
+
+impl Base {
+    /// The Debian release the environment is built from, when it is built from one.
+    pub fn release(&self) -> Option<&str> {
+        match self {
+            Base::Debian { release } => Some(release),
+            Base::Image { .. } => None,
+        }
+    }
 }
 
 impl fmt::Display for Base {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.distro, self.release)
+        match self {
+            Base::Debian { release } => write!(f, "debian:{release}"),
+            Base::Image { reference } => write!(f, "image {reference}"),
+        }
     }
 }
 

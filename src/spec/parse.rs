@@ -257,11 +257,28 @@ impl Draft {
     }
 
     fn base(&mut self, reader: &mut Reader<'_>, node: &KdlNode) {
-        reader.properties(node, &[]);
+        let props = reader.properties(node, &[PropRule::string("image")]);
         reader.no_children(node);
         // Even an invalid base counts as given: it is reported where it was written.
         self.base_given = true;
-        if let Some(text) = reader.one_string(node, "base \"debian:bookworm\"") {
+        if let Some(image) = props.string("image") {
+            if let Some(extra) = reader.arguments(node).first() {
+                return reader.fail(
+                    "`base` takes a Debian release or `image=`, not both",
+                    extra.span(),
+                    "remove this, or the `image=`",
+                );
+            }
+            return match rules::image_reference(&image.value) {
+                Ok(()) => {
+                    self.base = Some(Base::Image {
+                        reference: image.value,
+                    })
+                }
+                Err(broken) => report(reader, broken, image.span, "not an image reference"),
+            };
+        }
+        if let Some(text) = reader.one_string(node, "base \"debian:bookworm\" or base image=\"postgres:16\"") {
             match rules::base(&text.value) {
                 Ok(base) => self.base = Some(base),
                 Err(broken) => report(reader, broken, text.span, "unsupported base"),

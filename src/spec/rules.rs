@@ -60,8 +60,7 @@ pub fn base(text: &str) -> Result<Base, Broken> {
             "use a codename such as \"debian:bookworm\" or \"debian:trixie\", or a version number such as \"debian:12\"",
         ));
     }
-    Ok(Base {
-        distro: distro.to_string(),
+    Ok(Base::Debian {
         release: release.to_string(),
     })
 }
@@ -208,34 +207,94 @@ pub fn mount_target(path: &str) -> Result<String, Broken> {
     Ok(normalized)
 }
 
+/// An image reference as Docker reads one: `[HOST[:PORT]/]PATH[:TAG][@sha256:DIGEST]`
+/// (`postgres:16`, `ghcr.io/acme/app@sha256:...`).
+pub fn image_reference(text: &str) -> Result<(), Broken> {
+    let example = "write one such as \"postgres:16\", \"ghcr.io/acme/app:1.2\" or \"127.0.0.1:5000/app@sha256:...\"";
+    let (rest, digest) = text
+        .split_once('@')
+        .map_or((text, None), |(rest, digest)| (rest, Some(digest)));
+    if let Some(digest) = digest {
+        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+        let hex_ok = hex.len() == 64
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        if !hex_ok {
+            return Err(broken(
+                format!("`{digest}` is not an image digest"),
+                "a digest is `sha256:` and 64 lowercase hex digits",
+            ));
+        }
+    }
+    let path = without_host(rest, example)?;
+    let (path, tag) = match path.rsplit_once(':') {
+        Some((path, tag)) if !tag.contains('/') => (path, Some(tag)),
+        _ => (path, None),
+    };
+    if let Some(tag) = tag {
+        let tag_ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !tag_ok {
+            return Err(broken(
+                format!("`{tag}` is not an image tag"),
+                format!("a tag is letters, digits, `_`, `.` and `-`; {example}"),
+            ));
+        }
+    }
+    path_components(text, path, example)
+}
+
 /// A team cache: a registry repository (`[HOST[:PORT]/]PATH`, Docker's grammar for names),
 /// with no tag or digest, since envkit tags each layer itself.
 pub fn cache_repository(text: &str) -> Result<(), Broken> {
-    let example = "a repository such as \"ghcr.io/acme/envkit-cache\" or \"127.0.0.1:5000/cache\"";
+    let example = "write a repository such as \"ghcr.io/acme/envkit-cache\" or \"127.0.0.1:5000/cache\"";
     if text.contains('@') {
         return Err(broken(
             format!("`{text}` names a digest, and a cache is a repository"),
-            format!("write {example}"),
+            example,
         ));
     }
-    let mut parts: Vec<&str> = text.split('/').collect();
-    let first = parts.first().copied().unwrap_or_default();
-    // As Docker reads it: a first part with a dot or a colon, or `localhost`, is a host.
-    if parts.len() > 1 && (first.contains(['.', ':']) || first == "localhost") {
-        let (host, port) = first.split_once(':').unwrap_or((first, ""));
-        let host_ok = !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
-        let port_ok = port.is_empty() && !first.ends_with(':') || port.parse::<u16>().is_ok();
-        if !host_ok || !port_ok {
-            return Err(broken(
-                format!("`{first}` is not a registry host"),
-                format!("write {example}"),
-            ));
-        }
-        parts.remove(0);
+    let path = without_host(text, example)?;
+    if path.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+        return Err(broken(
+            format!("`{text}` has a tag, and a cache is a repository"),
+            format!("leave the tag out: envkit tags each layer itself; {example}"),
+        ));
     }
+    path_components(text, path, example)
+}
+
+/// `text` without its registry host, when it names one: as Docker reads it, a first part
+/// with a dot or a colon, or `localhost`, is a host.
+fn without_host<'t>(text: &'t str, example: &str) -> Result<&'t str, Broken> {
+    let Some((first, path)) = text.split_once('/') else {
+        return Ok(text);
+    };
+    if !(first.contains(['.', ':']) || first == "localhost") {
+        return Ok(text);
+    }
+    let (host, port) = first.split_once(':').unwrap_or((first, ""));
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    let port_ok = port.is_empty() && !first.ends_with(':') || port.parse::<u16>().is_ok();
+    if !host_ok || !port_ok {
+        return Err(broken(
+            format!("`{first}` is not a registry host"),
+            example,
+        ));
+    }
+    Ok(path)
+}
+
+/// The path of a repository name: components of lowercase letters, digits, `.`, `_` and `-`.
+fn path_components(text: &str, path: &str, example: &str) -> Result<(), Broken> {
     let component_ok = |part: &str| {
         !part.is_empty()
             && part
@@ -244,20 +303,10 @@ pub fn cache_repository(text: &str) -> Result<(), Broken> {
             && part.starts_with(|c: char| c.is_ascii_alphanumeric())
             && part.ends_with(|c: char| c.is_ascii_alphanumeric())
     };
-    if let Some(last) = parts.last()
-        && last.contains(':')
-    {
-        return Err(broken(
-            format!("`{text}` has a tag, and a cache is a repository"),
-            format!("leave the tag out: envkit tags each layer itself; write {example}"),
-        ));
-    }
-    if parts.is_empty() || !parts.iter().all(|part| component_ok(part)) {
+    if path.is_empty() || !path.split('/').all(component_ok) {
         return Err(broken(
             format!("`{text}` is not a registry repository"),
-            format!(
-                "use lowercase letters, digits, `.`, `_` and `-` between slashes; write {example}"
-            ),
+            format!("use lowercase letters, digits, `.`, `_` and `-` between slashes; {example}"),
         ));
     }
     Ok(())
@@ -354,8 +403,8 @@ mod tests {
 
     #[test]
     fn bases() {
-        assert_eq!(base("debian:bookworm").unwrap().release, "bookworm");
-        assert_eq!(base("debian:12").unwrap().release, "bookworm");
+        assert_eq!(base("debian:bookworm").unwrap().release(), Some("bookworm"));
+        assert_eq!(base("debian:12").unwrap().release(), Some("bookworm"));
         assert_eq!(base("debian:trixie").unwrap().to_string(), "debian:trixie");
         let err = base("ubuntu:jammy").unwrap_err();
         assert!(
@@ -438,6 +487,31 @@ mod tests {
         assert!(input_pattern("src/**/*.py").is_ok());
         assert!(input_pattern("/etc/passwd").is_err());
         assert!(input_pattern("src/[").is_err());
+    }
+
+    #[test]
+    fn image_references() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        for good in [
+            "postgres:16".to_string(),
+            "postgres".to_string(),
+            "ghcr.io/acme/app:1.2".to_string(),
+            "127.0.0.1:5000/team/app:v1_2-3".to_string(),
+            format!("127.0.0.1:5000/app@{digest}"),
+            format!("library/debian:bookworm-slim@{digest}"),
+        ] {
+            assert_eq!(image_reference(&good), Ok(()), "{good}");
+        }
+        for (bad, says) in [
+            ("Postgres:16", "is not a registry repository"),
+            ("postgres:", "is not an image tag"),
+            ("postgres@sha256:00", "is not an image digest"),
+            ("host:port/app", "is not a registry host"),
+            ("", "is not a registry repository"),
+        ] {
+            let error = image_reference(bad).expect_err(bad);
+            assert!(error.message.contains(says), "{bad}: {}", error.message);
+        }
     }
 
     #[test]
