@@ -8,7 +8,26 @@ use crate::solve::locker::{Update, changes};
 use crate::solve::lockfile::Lock;
 use crate::solve::repository::Freshness;
 use crate::solve::stage::{check, read_lock, solve, write_lock};
-use crate::spec::{Spec, display_name};
+use crate::spec::{Base, Spec, display_name};
+
+/// Resolves `spec` afresh: a Debian release through the solver, an image through its
+/// registry (keeping `previous`'s pin unless `update` moves it, as packages keep theirs).
+fn resolve(
+    spec: &Spec,
+    previous: Option<&Lock>,
+    update: &Update,
+    freshness: Freshness,
+) -> Result<Lock> {
+    match &spec.base {
+        Base::Debian { .. } => Ok(solve(spec, previous, update, freshness)?),
+        Base::Image { reference } => super::base_image::lock(
+            spec,
+            reference,
+            previous,
+            matches!(update, Update::Nothing),
+        ),
+    }
+}
 
 /// What a command may do with a lock that is missing or no longer matches its env file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,7 +87,24 @@ pub fn lock(project: &Project, request: &LockRequest) -> Result<LockOutcome> {
         return match &previous {
             None => Err(stale(format!("there is no `{shown}`"), Vec::new())),
             Some(lock) => match check(spec, lock) {
-                Ok(()) => Ok(LockOutcome::Matches { lock_file: shown }),
+                Ok(()) => match &lock.image {
+                    // The tag may have moved since: only the registry can say.
+                    Some(image) => {
+                        let now = super::base_image::current_digest(&image.reference)?;
+                        if now == image.digest {
+                            Ok(LockOutcome::Matches { lock_file: shown })
+                        } else {
+                            Err(stale(
+                                format!(
+                                    "`{shown}` pins {} at {}, and the registry now gives {now}",
+                                    image.reference, image.digest
+                                ),
+                                vec!["the tag was moved; `env lock --update` moves the lock to it".into()],
+                            ))
+                        }
+                    }
+                    None => Ok(LockOutcome::Matches { lock_file: shown }),
+                },
                 Err(reasons) => Err(stale(
                     format!(
                         "`{shown}` does not match {}",
@@ -107,7 +143,7 @@ pub fn lock(project: &Project, request: &LockRequest) -> Result<LockOutcome> {
             lock: lock.clone(),
         });
     }
-    let lock = solve(spec, previous.as_ref(), &update, Freshness::Refresh)?;
+    let lock = resolve(spec, previous.as_ref(), &update, Freshness::Refresh)?;
     let written = write_lock(&path, &lock)?;
     let changes = match &previous {
         Some(_) => changes(previous.as_ref(), &lock),
@@ -152,12 +188,18 @@ pub fn current_lock_at(spec: &Spec, path: &Path, mode: LockMode) -> Result<Lock>
         };
         return Err(stale(message, reasons));
     }
-    let lock = solve(spec, previous.as_ref(), &Update::Nothing, Freshness::Cached)?;
+    let lock = resolve(spec, previous.as_ref(), &Update::Nothing, Freshness::Cached)?;
     write_lock(path, &lock)?;
-    say(&format!(
-        "locked {shown}: {} packages from {}",
-        lock.packages.len(),
-        lock.release
-    ));
+    match &lock.image {
+        Some(image) => say(&format!(
+            "locked {shown}: image {} at {}",
+            image.reference, image.digest
+        )),
+        None => say(&format!(
+            "locked {shown}: {} packages from {}",
+            lock.packages.len(),
+            lock.release
+        )),
+    }
     Ok(lock)
 }

@@ -15,6 +15,7 @@
 //!
 //! Progress goes to stderr as it happens ([`say`]); results are returned for the CLI to render.
 
+pub mod base_image;
 pub mod deploy;
 pub mod export;
 pub mod image;

@@ -6,13 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Deserialize;
 
-use super::registry::transfer::{
-    Descriptor, Fetched, ImageManifest, Platform, Wanted, fetch_layer, fetch_small_blob,
-    is_store_key,
-};
+use super::registry::transfer::{Fetched, Wanted, fetch_layer, fetch_small_blob, is_store_key};
 use super::registry::{
-    DOCKER_LIST, IMAGE_NAME_ANNOTATION, LAYER_KEY_ANNOTATION, LAYER_KIND_ANNOTATION, OCI_INDEX,
-    SOURCE_DATE_EPOCH_ANNOTATION, Transport, client, in_parallel, parse_reference, registry_error,
+    IMAGE_NAME_ANNOTATION, LAYER_KEY_ANNOTATION, LAYER_KIND_ANNOTATION,
+    SOURCE_DATE_EPOCH_ANNOTATION, Transport, client, in_parallel, parse_reference,
 };
 use super::{Error, Result, say};
 use crate::build::download::human_bytes;
@@ -23,7 +20,7 @@ use crate::build::image::{
 use crate::build::import::BlobCompression;
 use crate::build::layer_kind::LayerKind;
 use crate::build::store::Store;
-use crate::registry::{Access, Client, Reference};
+use crate::registry::{Access, Reference};
 
 /// What `env pull` did.
 pub struct Pulled {
@@ -35,11 +32,6 @@ pub struct Pulled {
     pub layers_fetched: usize,
     pub layers_present: usize,
     pub bytes_fetched: u64,
-}
-
-#[derive(Deserialize)]
-struct Index {
-    manifests: Vec<Descriptor>,
 }
 
 #[derive(Deserialize)]
@@ -59,7 +51,8 @@ pub fn pull(reference: &str, transport: Transport) -> Result<Pulled> {
     crate::kernel::userns::enter()?;
     let client = client(&reference, Access::Pull, transport)?;
     let architecture = crate::paths::debian_architecture();
-    let (manifest_digest, manifest) = platform_manifest(&client, &reference, architecture)?;
+    let (manifest_digest, manifest) =
+        super::registry::platform::platform_manifest(&client, &reference, architecture)?;
     let not_envkit = |what: &str| {
         Error::user(
             format!("`{reference}` is not an image `env push` sent: its manifest has no {what}"),
@@ -199,51 +192,4 @@ pub fn pull(reference: &str, transport: Transport) -> Result<Pulled> {
 
 fn protocol(reference: &Reference, reason: String) -> Error {
     Error::user(format!("cannot pull `{reference}`: {reason}"), None)
-}
-
-/// The manifest for `architecture` (Debian's name) under the reference, through an image
-/// index when the reference names one; and its digest.
-fn platform_manifest(
-    client: &Client,
-    reference: &Reference,
-    architecture: &str,
-) -> Result<(String, ImageManifest)> {
-    let top = client
-        .manifest(reference.manifest_reference())
-        .map_err(registry_error)?;
-    let manifest = if top.media_type == OCI_INDEX || top.media_type == DOCKER_LIST {
-        let index: Index = serde_json::from_slice(&top.bytes)
-            .map_err(|error| protocol(reference, format!("its index is damaged: {error}")))?;
-        let (oci_arch, variant) = oci_architecture(architecture);
-        let fits = |platform: &Platform| {
-            platform.os == "linux"
-                && platform.architecture == oci_arch
-                && (platform.variant.is_none() || platform.variant.as_deref() == variant)
-        };
-        let Some(chosen) = index
-            .manifests
-            .iter()
-            .find(|m| m.platform.as_ref().is_some_and(fits))
-        else {
-            let offered: Vec<String> = index
-                .manifests
-                .iter()
-                .filter_map(|m| m.platform.as_ref())
-                .map(|p| match &p.variant {
-                    Some(variant) => format!("{}/{}/{variant}", p.os, p.architecture),
-                    None => format!("{}/{}", p.os, p.architecture),
-                })
-                .collect();
-            return Err(Error::user(
-                format!("`{reference}` has no image for linux/{oci_arch}"),
-                Some(format!("it has images for {}", offered.join(", "))),
-            ));
-        };
-        client.manifest(&chosen.digest).map_err(registry_error)?
-    } else {
-        top
-    };
-    let parsed: ImageManifest = serde_json::from_slice(&manifest.bytes)
-        .map_err(|error| protocol(reference, format!("its manifest is damaged: {error}")))?;
-    Ok((manifest.digest, parsed))
 }

@@ -123,14 +123,22 @@ impl LockFileError {
 /// Why a lock no longer fits its env file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unsat {
-    Release { locked: String, wanted: String },
+    Release {
+        locked: String,
+        wanted: String,
+    },
     /// The base image changed (or the base changed between an image and a release).
     Image {
         locked: Option<String>,
         wanted: Option<String>,
     },
-    Architecture { locked: String, wanted: String },
-    Recommends { locked: bool },
+    Architecture {
+        locked: String,
+        wanted: String,
+    },
+    Recommends {
+        locked: bool,
+    },
     Added(Vec<String>),
     Removed(Vec<String>),
 }
@@ -146,7 +154,12 @@ impl std::fmt::Display for Unsat {
                     Some(reference) => format!("image {reference}"),
                     None => "a Debian release".to_string(),
                 };
-                write!(f, "the base changed from {} to {}", shown(locked), shown(wanted))
+                write!(
+                    f,
+                    "the base changed from {} to {}",
+                    shown(locked),
+                    shown(wanted)
+                )
             }
             Unsat::Architecture { locked, wanted } => {
                 write!(f, "the lock is for {locked}, this machine is {wanted}")
@@ -580,9 +593,15 @@ mod tests {
             packages: vec![],
         };
         let text = lock.render();
-        assert!(text.contains("image \"127.0.0.1:5000/app:v1\" digest=\"sha256:"), "{text}");
+        assert!(
+            text.contains("image \"127.0.0.1:5000/app:v1\" digest=\"sha256:"),
+            "{text}"
+        );
         assert_eq!(Lock::parse(&text).unwrap(), lock);
-        assert!(lock.satisfies(Some("127.0.0.1:5000/app:v1"), "", "amd64", &[], false).is_ok());
+        assert!(
+            lock.satisfies(Some("127.0.0.1:5000/app:v1"), "", "amd64", &[], false)
+                .is_ok()
+        );
         let moved = lock
             .satisfies(None, "bookworm", "amd64", &[], false)
             .unwrap_err();
@@ -696,7 +715,13 @@ mod tests {
             "order does not matter"
         );
         let reasons = lock
-            .satisfies(None, "trixie", "amd64", &["python3".into(), "curl".into()], true)
+            .satisfies(
+                None,
+                "trixie",
+                "amd64",
+                &["python3".into(), "curl".into()],
+                true,
+            )
             .unwrap_err();
         let text: Vec<String> = reasons.iter().map(ToString::to_string).collect();
         assert_eq!(

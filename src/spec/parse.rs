@@ -278,7 +278,10 @@ impl Draft {
                 Err(broken) => report(reader, broken, image.span, "not an image reference"),
             };
         }
-        if let Some(text) = reader.one_string(node, "base \"debian:bookworm\" or base image=\"postgres:16\"") {
+        if let Some(text) = reader.one_string(
+            node,
+            "base \"debian:bookworm\" or base image=\"postgres:16\"",
+        ) {
             match rules::base(&text.value) {
                 Ok(base) => self.base = Some(base),
                 Err(broken) => report(reader, broken, text.span, "unsupported base"),

@@ -252,7 +252,8 @@ pub fn image_reference(text: &str) -> Result<(), Broken> {
 /// A team cache: a registry repository (`[HOST[:PORT]/]PATH`, Docker's grammar for names),
 /// with no tag or digest, since envkit tags each layer itself.
 pub fn cache_repository(text: &str) -> Result<(), Broken> {
-    let example = "write a repository such as \"ghcr.io/acme/envkit-cache\" or \"127.0.0.1:5000/cache\"";
+    let example =
+        "write a repository such as \"ghcr.io/acme/envkit-cache\" or \"127.0.0.1:5000/cache\"";
     if text.contains('@') {
         return Err(broken(
             format!("`{text}` names a digest, and a cache is a repository"),
@@ -260,7 +261,11 @@ pub fn cache_repository(text: &str) -> Result<(), Broken> {
         ));
     }
     let path = without_host(text, example)?;
-    if path.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+    if path
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'))
+    {
         return Err(broken(
             format!("`{text}` has a tag, and a cache is a repository"),
             format!("leave the tag out: envkit tags each layer itself; {example}"),
@@ -285,10 +290,7 @@ fn without_host<'t>(text: &'t str, example: &str) -> Result<&'t str, Broken> {
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
     let port_ok = port.is_empty() && !first.ends_with(':') || port.parse::<u16>().is_ok();
     if !host_ok || !port_ok {
-        return Err(broken(
-            format!("`{first}` is not a registry host"),
-            example,
-        ));
+        return Err(broken(format!("`{first}` is not a registry host"), example));
     }
     Ok(path)
 }

@@ -9,6 +9,7 @@
 //! builds nothing. A pulled layer is unpacked into the store and must give its config's
 //! diff_id again, or it is refused.
 
+pub mod platform;
 pub mod pushed;
 mod team_cache;
 pub mod transfer;
