@@ -9,6 +9,8 @@
 //! <cache>/blobs-v1/<hex>.partial        a registry blob's download (`env pull`), under way or
 //!                                       interrupted; renamed to `<hex>` once whole and checked,
 //!                                       and deleted once its layer is in the store
+//! <cache>/base-images-v1/<hex>.json   a registry image pinned as a base (by its manifest's
+//!                                       digest): its layers and config, read from the registry
 //! <cache>/build-stubs-v1/                programs first on dpkg's PATH in builds (`build::base`)
 //! <cache>/indexes-v1/suites/<key>/       a suite's verified InRelease, Release and validators
 //! <cache>/indexes-v1/packages/<sha256>   compressed Packages files, by the hash Release gives
@@ -21,6 +23,7 @@ const DEBS_DIR: &str = "debs-v1";
 const DEB_SUFFIX: &str = ".deb";
 const STUBS_DIR: &str = "build-stubs-v1";
 const BLOBS_DIR: &str = "blobs-v1";
+const BASE_IMAGES_DIR: &str = "base-images-v1";
 const INDEXES_DIR: &str = "indexes-v1";
 const SUITES_DIR: &str = "suites";
 const PACKAGES_DIR: &str = "packages";
@@ -65,6 +68,12 @@ impl Cache {
     /// Where registry blobs are downloaded to, by the hex of their SHA-256.
     pub fn blobs_dir(&self) -> PathBuf {
         self.root.join(BLOBS_DIR)
+    }
+
+    /// What envkit read of the base image whose manifest has this digest (`sha256:<hex>`).
+    pub fn base_image(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.root.join(BASE_IMAGES_DIR).join(format!("{hex}.json"))
     }
 
     /// The folder of programs that come first on dpkg's PATH while layers are built.

@@ -47,6 +47,10 @@ pub struct Image {
     pub architecture: String,
     /// Bottom first.
     pub layers: Vec<ImageLayer>,
+    /// What the registry image the environment starts from runs with (its Env, WorkingDir,
+    /// User, Entrypoint, Cmd, ExposedPorts and Volumes), which sessions honour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_config: Option<ImageConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +77,9 @@ pub enum BuildError {
         #[source]
         source: super::copy::CopyError,
     },
+    /// Image layers are pulled, never built: one missing here was not pulled first.
+    #[error("the {layer} layer (key {key}) of the base image is not in the store")]
+    ImageLayerMissing { layer: String, key: String },
     #[error(transparent)]
     Import(#[from] super::import::ImportError),
     #[error(transparent)]
@@ -94,11 +101,22 @@ impl BuildError {
     }
 }
 
+/// A registry image an environment starts from, as a build needs it: its layers' diff_ids,
+/// bottom first, as its config lists them (the layers themselves are put into the store
+/// before the build, by whoever pulls them), and what it runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseImage {
+    pub diff_ids: Vec<String>,
+    pub config: ImageConfig,
+}
+
 /// What the image is built from.
 pub struct BuildInputs<'a> {
     /// The environment's name (image name before the colon).
     pub name: &'a str,
     pub lock: &'a Lock,
+    /// The image the lock pins, when it pins one.
+    pub base_image: Option<&'a BaseImage>,
     pub setup: &'a [SetupStep],
     pub copies: &'a [crate::spec::CopyFiles],
     /// The env file's folder: setup inputs are relative to it, setup steps see it.
@@ -119,6 +137,7 @@ pub enum Event<'a> {
 pub fn build_plan(inputs: &BuildInputs<'_>, store: &Store) -> Result<BuildPlan, BuildError> {
     Ok(plan(
         inputs.lock,
+        inputs.base_image.map(|image| image.diff_ids.as_slice()),
         inputs.setup,
         inputs.copies,
         inputs.project_dir,
@@ -145,7 +164,7 @@ pub fn build(
             match layer.kind {
                 LayerKind::Base => inputs.lock.layer(Layer::Base).collect(),
                 LayerKind::Packages(group) => groups.get(&group).cloned().unwrap_or_default(),
-                LayerKind::Setup(_) | LayerKind::Copy(_) => Vec::new(),
+                LayerKind::Setup(_) | LayerKind::Copy(_) | LayerKind::Image(_) => Vec::new(),
             }
         })
         .collect();
@@ -173,6 +192,12 @@ pub fn build(
                 source,
             };
             match &planned.kind {
+                LayerKind::Image(_) => {
+                    return Err(BuildError::ImageLayerMissing {
+                        layer: name.clone(),
+                        key: planned.key.clone(),
+                    });
+                }
                 LayerKind::Base => build_base(&tree, inputs.lock, inputs.cache_dir, epoch, &log)
                     .map_err(layer_error)?,
                 LayerKind::Packages(group) => {
@@ -280,6 +305,7 @@ fn describe(inputs: &BuildInputs<'_>, plan: &BuildPlan, layers: Vec<ImageLayer>)
         id: image_id(&inputs.lock.architecture, &layers),
         architecture: inputs.lock.architecture.clone(),
         layers,
+        base_config: inputs.base_image.map(|image| image.config.clone()),
     }
 }
 
@@ -298,7 +324,8 @@ pub struct LayerBlob {
 /// What an image runs with when an engine starts it: the OCI config's `config` object. The
 /// store's own images carry [`ImageConfig::minimal`] (their ids cover it); an exported or
 /// pushed image carries what its env file says.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImageConfig {
     /// `NAME=value`, in order.
     pub env: Vec<String>,
@@ -556,6 +583,7 @@ pub(crate) mod testing {
             id: image_id("amd64", &layers),
             architecture: "amd64".into(),
             layers,
+            base_config: None,
         }
     }
 }

@@ -52,6 +52,9 @@ pub struct LayerBlobFile<'a> {
     /// `sha256:` of the uncompressed tar, from the image's config.
     pub diff_id: &'a str,
     pub compression: BlobCompression,
+    /// Made by another tool (a base image's layer): the stream must still hash to `diff_id`,
+    /// but the tree is recorded under envkit's own tar of it, which need not be the maker's.
+    pub foreign: bool,
     pub path: &'a Path,
 }
 
@@ -155,7 +158,7 @@ pub fn import_layer(
                 source,
             }
         })?;
-    if digest.diff_id != blob.diff_id {
+    if !blob.foreign && digest.diff_id != blob.diff_id {
         return Err(ImportError::Unpacked {
             layer: blob.name.to_string(),
             expected: blob.diff_id.to_string(),
@@ -262,6 +265,7 @@ mod tests {
                 parent: Some("k-base".into()),
                 diff_id: &layer.diff_id,
                 compression,
+                foreign: false,
                 path,
             },
             CLAMP,

@@ -14,6 +14,8 @@ pub enum LayerKind {
     Setup(usize),
     /// The n-th `copy` (from 0).
     Copy(usize),
+    /// The n-th layer of a registry image the environment starts from (from 1), bottom first.
+    Image(u32),
 }
 
 impl LayerKind {
@@ -23,6 +25,7 @@ impl LayerKind {
             LayerKind::Packages(group) => format!("packages-{group}"),
             LayerKind::Setup(n) => format!("setup-{}", n + 1),
             LayerKind::Copy(n) => format!("copy-{}", n + 1),
+            LayerKind::Image(n) => format!("image-{n}"),
         }
     }
 
@@ -37,6 +40,9 @@ impl LayerKind {
         }
         if let Some(group) = name.strip_prefix("packages-") {
             return group.parse().ok().map(LayerKind::Packages);
+        }
+        if let Some(layer) = name.strip_prefix("image-") {
+            return layer.parse().ok().filter(|n| *n >= 1).map(LayerKind::Image);
         }
         if let Some(copy) = name.strip_prefix("copy-") {
             let copy: usize = copy.parse().ok()?;
@@ -78,6 +84,8 @@ mod tests {
             LayerKind::Packages(12),
             LayerKind::Setup(0),
             LayerKind::Setup(3),
+            LayerKind::Image(1),
+            LayerKind::Image(7),
         ] {
             assert_eq!(LayerKind::from_name(&kind.name()), Some(kind.clone()));
             let json = serde_json::to_string(&kind).unwrap();

@@ -13,6 +13,9 @@
 //!   every package of the group's name,
 //!   version and SHA-256. Appending a package to `packages` adds a group and so a layer on top;
 //!   the layers below keep their keys. None when the environment asks for nothing beyond the base.
+//! - image-N, in place of base and packages when the environment starts from a registry
+//!   image: one per layer of the image, bottom first, keyed by the parent key and the layer's
+//!   diff_id (so images built on the same layers share them).
 //! - setup, one per step in order: the parent key, the command, and each input file's path
 //!   (relative to the env file) and blake3 of its contents.
 //! - copy, one per `copy` in order, above the setup steps (the app changes most often, so its
@@ -77,16 +80,20 @@ pub enum PlanError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the base image {reference} is not pulled yet: `env build` pulls it")]
+    ImageUnknown { reference: String },
     #[error(transparent)]
     Copy(#[from] CopyError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// The plan for `lock` plus `setup` steps (inputs relative to `project_dir`, which the steps
-/// see at `project_at` and start in), against `store`.
+/// The plan for `lock` (with `image_diff_ids`, the layers of the image it pins, if it pins
+/// one) plus `setup` steps (inputs relative to `project_dir`, which the steps see at
+/// `project_at` and start in), against `store`.
 pub fn plan(
     lock: &Lock,
+    image_diff_ids: Option<&[String]>,
     setup: &[SetupStep],
     copies: &[CopyFiles],
     project_dir: &Path,
@@ -95,6 +102,18 @@ pub fn plan(
 ) -> Result<BuildPlan, PlanError> {
     let mut layers = Vec::new();
     let mut parent: Option<String> = None;
+    if let Some(image) = &lock.image {
+        let diff_ids = image_diff_ids.ok_or_else(|| PlanError::ImageUnknown {
+            reference: image.reference.clone(),
+        })?;
+        for (index, diff_id) in diff_ids.iter().enumerate() {
+            let kind = LayerKind::Image(index as u32 + 1);
+            let mut hasher = keyed(parent.as_deref(), &kind);
+            hasher.update(diff_id.as_bytes());
+            let summary = format!("{} of {}", short_digest(diff_id), image.reference);
+            parent = Some(push(&mut layers, kind, hasher, parent, summary, store)?);
+        }
+    }
     let epoch = super::base::source_date_epoch(lock);
     let mut base: Vec<&LockedPackage> = lock.layer(Layer::Base).collect();
     base.sort_by(|a, b| a.name.cmp(&b.name));
@@ -102,7 +121,9 @@ pub fn plan(
         .groups()
         .into_iter()
         .map(|(group, packages)| (LayerKind::Packages(group), packages));
-    for (kind, packages) in std::iter::once((LayerKind::Base, base)).chain(groups) {
+    // An image base brings its own system: no base layer of Debian packages.
+    let base_layer = lock.image.is_none().then_some((LayerKind::Base, base));
+    for (kind, packages) in base_layer.into_iter().chain(groups) {
         let mut hasher = keyed(parent.as_deref(), &kind);
         hasher.update(lock.release.as_bytes());
         hasher.update(b"\0");
@@ -172,6 +193,11 @@ pub fn plan(
         }
     }
     Ok(BuildPlan { layers })
+}
+
+/// `sha256:0123456789ab`, for people.
+fn short_digest(digest: &str) -> &str {
+    &digest[..digest.len().min("sha256:".len() + 12)]
 }
 
 fn keyed(parent: Option<&str>, kind: &LayerKind) -> blake3::Hasher {
@@ -298,6 +324,7 @@ mod tests {
         let plan_of = |packages: &[LockedPackage]| {
             plan(
                 &lock(packages.to_vec()),
+                None,
                 &setup,
                 &[],
                 project.path(),
@@ -364,7 +391,7 @@ mod tests {
             crate::build::base::source_date_epoch(&later)
         );
         let keys = |lock: &Lock| -> Vec<String> {
-            plan(lock, &[], &[], project.path(), "/work", &store)
+            plan(lock, None, &[], &[], project.path(), "/work", &store)
                 .unwrap()
                 .layers
                 .into_iter()
@@ -387,13 +414,13 @@ mod tests {
             command: "make".into(),
             inputs: vec!["src/*.py".into()],
         }];
-        let before = plan(&lock(base()), &setup, &[], project.path(), "/work", &store).unwrap();
+        let before = plan(&lock(base()), None, &setup, &[], project.path(), "/work", &store).unwrap();
         assert_eq!(before.layers.len(), 2, "no packages layer without packages");
         std::fs::write(project.path().join("src/a.py"), "2").unwrap();
-        let after = plan(&lock(base()), &setup, &[], project.path(), "/work", &store).unwrap();
+        let after = plan(&lock(base()), None, &setup, &[], project.path(), "/work", &store).unwrap();
         assert_eq!(before.layers[0].key, after.layers[0].key);
         assert_ne!(before.layers[1].key, after.layers[1].key);
-        let elsewhere = plan(&lock(base()), &setup, &[], project.path(), "/src", &store).unwrap();
+        let elsewhere = plan(&lock(base()), None, &setup, &[], project.path(), "/src", &store).unwrap();
         assert_eq!(after.layers[0].key, elsewhere.layers[0].key);
         assert_ne!(
             after.layers[1].key, elsewhere.layers[1].key,
@@ -404,9 +431,7 @@ mod tests {
             command: "make".into(),
             inputs: vec!["Makefile".into()],
         }];
-        let error = plan(
-            &lock(base()),
-            &missing,
+        let error = plan(&lock(base()), None, &missing,
             &[],
             project.path(),
             "/work",
@@ -426,7 +451,7 @@ mod tests {
         let store_dir = tempfile::tempdir().unwrap();
         let store = Store::new(store_dir.path());
         let project = tempfile::tempdir().unwrap();
-        let first = plan(&lock(base()), &[], &[], project.path(), "/work", &store).unwrap();
+        let first = plan(&lock(base()), None, &[], &[], project.path(), "/work", &store).unwrap();
         let build = store.begin(&first.layers[0].key).unwrap().unwrap();
         let record = super::super::store::LayerRecord {
             key: first.layers[0].key.clone(),
@@ -437,7 +462,7 @@ mod tests {
         };
         build.publish(&record).unwrap();
         assert!(
-            plan(&lock(base()), &[], &[], project.path(), "/work", &store)
+            plan(&lock(base()), None, &[], &[], project.path(), "/work", &store)
                 .unwrap()
                 .is_complete()
         );

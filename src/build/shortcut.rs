@@ -163,6 +163,7 @@ mod tests {
                 diff_id: "sha256:11".into(),
                 size: 1,
             }],
+            base_config: None,
         };
         let record = super::super::image::image_path(store, &image.name);
         std::fs::create_dir_all(record.parent().unwrap()).unwrap();

@@ -1,9 +1,22 @@
 //! An image from a registry as an environment's base (`base image="REF"`): pinned by digest
 //! in the lock, its layers pulled into the store, its config handed to sessions.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
 use super::registry::platform::platform_manifest;
-use super::registry::{Transport, client, parse_reference};
-use super::{Error, Result};
+use super::registry::transfer::{ImageManifest, Wanted, fetch_layer, fetch_small_blob};
+use super::registry::{Transport, client, in_parallel, parse_reference, registry_error};
+use super::{Error, Result, say};
+use crate::build::download::human_bytes;
+use crate::build::gc::StoreUse;
+use crate::build::image::{BaseImage, BuildError, ImageConfig, LayerBlob};
+use crate::build::import::BlobCompression;
+use crate::build::layer_kind::LayerKind;
+use crate::build::store::Store;
+use crate::cache::Cache;
 use crate::registry::{Access, Reference};
 use crate::solve::lockfile::{Lock, LockedImage};
 use crate::spec::Spec;
@@ -60,4 +73,265 @@ pub fn lock(spec: &Spec, reference: &str, previous: Option<&Lock>, keep: bool) -
         }),
         packages: Vec::new(),
     })
+}
+
+/// What envkit keeps of a base image (in the download cache, by manifest digest): enough to
+/// plan and pull it again without asking the registry for more than blobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Recorded {
+    reference: String,
+    digest: String,
+    diff_ids: Vec<String>,
+    layers: Vec<RecordedLayer>,
+    config: ImageConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RecordedLayer {
+    media_type: String,
+    digest: String,
+    size: u64,
+}
+
+/// The base image with manifest `digest`, if envkit read it from its registry before.
+pub fn recorded(cache_dir: &Path, digest: &str) -> Option<BaseImage> {
+    let recorded = read_record(cache_dir, digest)?;
+    Some(BaseImage {
+        diff_ids: recorded.diff_ids,
+        config: recorded.config,
+    })
+}
+
+fn read_record(cache_dir: &Path, digest: &str) -> Option<Recorded> {
+    let bytes = std::fs::read(Cache::new(cache_dir).base_image(digest)).ok()?;
+    serde_json::from_slice::<Recorded>(&bytes)
+        .ok()
+        .filter(|recorded| recorded.digest == digest)
+}
+
+/// Makes sure the store holds every layer of the image `lock` pins (when it pins one):
+/// its manifest and config read from the registry by digest once, each missing layer
+/// downloaded, checked against its digest and diff_id, and unpacked with its whiteouts.
+pub fn ensure(lock: &Lock, store: &Store) -> Result<()> {
+    let Some(image) = &lock.image else {
+        return Ok(());
+    };
+    let cache_dir = crate::paths::cache_dir();
+    let recorded_now = read_record(&cache_dir, &image.digest);
+    // (index, key, parent key) of each image layer the store lacks.
+    let missing = |recorded: &Recorded| -> Result<Vec<(usize, String, Option<String>)>> {
+        let plan = crate::build::plan::plan(
+            lock,
+            Some(&recorded.diff_ids),
+            &[],
+            &[],
+            Path::new("/"),
+            "/",
+            store,
+        )
+        .map_err(BuildError::from)?;
+        Ok(plan
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, layer)| !layer.cached)
+            .map(|(index, layer)| (index, layer.key.clone(), layer.parent.clone()))
+            .collect())
+    };
+    if let Some(recorded) = &recorded_now
+        && missing(recorded)?.is_empty()
+    {
+        return Ok(());
+    }
+    let reference = parse_reference(&image.reference)?;
+    let client = client(&reference, Access::Pull, transport(&reference))?;
+    let recorded = match recorded_now {
+        Some(recorded) => recorded,
+        None => {
+            let recorded = read_from_registry(&client, &reference, image)?;
+            let path = Cache::new(&cache_dir).base_image(&image.digest);
+            let bytes = serde_json::to_vec_pretty(&recorded).unwrap_or_default();
+            crate::fetch::write_bytes_atomically(&path, &bytes).map_err(|error| {
+                Error::io(
+                    format!("cannot write `{}`", path.display()),
+                    std::io::Error::other(error.to_string()),
+                )
+            })?;
+            recorded
+        }
+    };
+    let wanted: Vec<Wanted> = missing(&recorded)?
+        .into_iter()
+        .map(|(index, key, parent)| -> Result<Wanted> {
+            let layer = &recorded.layers[index];
+            Ok(Wanted {
+                name: LayerKind::Image(index as u32 + 1).name(),
+                key,
+                kind: LayerKind::Image(index as u32 + 1),
+                parent,
+                diff_id: recorded.diff_ids[index].clone(),
+                blob: LayerBlob {
+                    media_type: layer.media_type.clone(),
+                    digest: layer.digest.clone(),
+                    size: layer.size,
+                },
+                compression: compression(&reference, layer)?,
+                foreign: true,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let _in_use = StoreUse::acquire(store, &|| say("waiting for `env gc` to finish"))
+        .map_err(BuildError::from)?;
+    say(&format!(
+        "pulling {} layer(s) of {}",
+        wanted.len(),
+        image.reference
+    ));
+    in_parallel(&wanted, &|layer: &Wanted| {
+        fetch_layer(&client, store, layer, 0)?;
+        say(&format!(
+            "{}: fetched {}",
+            layer.name,
+            human_bytes(layer.blob.size)
+        ));
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// How a layer is compressed; a layer envkit cannot read (a foreign or non-distributable
+/// one, whose bytes live elsewhere) is refused by name.
+fn compression(reference: &Reference, layer: &RecordedLayer) -> Result<BlobCompression> {
+    BlobCompression::from_media_type(&layer.media_type).ok_or_else(|| {
+        Error::user(
+            format!(
+                "`{reference}` has a layer envkit does not pull: {} is `{}`",
+                layer.digest, layer.media_type
+            ),
+            Some(
+                "foreign and non-distributable layers (Windows images, mostly) are not served by the registry; choose a Linux image"
+                    .into(),
+            ),
+        )
+    })
+}
+
+/// The manifest `image.digest` and its config, from the registry, checked.
+fn read_from_registry(
+    client: &crate::registry::Client,
+    reference: &Reference,
+    image: &crate::solve::lockfile::LockedImage,
+) -> Result<Recorded> {
+    let manifest = client.manifest(&image.digest).map_err(registry_error)?;
+    if manifest.digest != image.digest {
+        return Err(Error::user(
+            format!(
+                "`{reference}`: the registry sent a manifest whose digest is {}, not the locked {}",
+                manifest.digest, image.digest
+            ),
+            None,
+        ));
+    }
+    let parsed: ImageManifest = serde_json::from_slice(&manifest.bytes).map_err(|error| {
+        Error::user(
+            format!("`{reference}`: its manifest is damaged: {error}"),
+            None,
+        )
+    })?;
+    let config = fetch_small_blob(client, &parsed.config.digest)?;
+    let config: OciConfig = serde_json::from_slice(&config).map_err(|error| {
+        Error::user(
+            format!("`{reference}`: its config is not an image config: {error}"),
+            None,
+        )
+    })?;
+    let architecture = crate::paths::debian_architecture();
+    let wanted = crate::build::image::oci_architecture(architecture).0;
+    if config.architecture != wanted || config.os != "linux" {
+        return Err(Error::user(
+            format!(
+                "`{reference}` is an image for {}/{}, not linux/{wanted}",
+                config.os, config.architecture
+            ),
+            None,
+        ));
+    }
+    if config.rootfs.diff_ids.len() != parsed.layers.len() {
+        return Err(Error::user(
+            format!(
+                "`{reference}`: its config names {} layers and its manifest {}",
+                config.rootfs.diff_ids.len(),
+                parsed.layers.len()
+            ),
+            None,
+        ));
+    }
+    let layers: Vec<RecordedLayer> = parsed
+        .layers
+        .iter()
+        .map(|layer| RecordedLayer {
+            media_type: layer.media_type.clone(),
+            digest: layer.digest.clone(),
+            size: layer.size,
+        })
+        .collect();
+    for layer in &layers {
+        compression(reference, layer)?;
+    }
+    Ok(Recorded {
+        reference: image.reference.clone(),
+        digest: image.digest.clone(),
+        diff_ids: config.rootfs.diff_ids,
+        layers,
+        config: config.config.unwrap_or_default().into_image_config(),
+    })
+}
+
+/// An image config as registries serve it (the parts envkit reads).
+#[derive(Deserialize)]
+struct OciConfig {
+    architecture: String,
+    os: String,
+    rootfs: RootFs,
+    config: Option<RunConfig>,
+}
+
+#[derive(Deserialize)]
+struct RootFs {
+    diff_ids: Vec<String>,
+}
+
+/// What the image runs with, in the config's own spelling.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct RunConfig {
+    env: Option<Vec<String>>,
+    working_dir: Option<String>,
+    user: Option<String>,
+    entrypoint: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+    exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    volumes: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+impl RunConfig {
+    fn into_image_config(self) -> ImageConfig {
+        ImageConfig {
+            env: self.env.unwrap_or_default(),
+            working_dir: self.working_dir.filter(|dir| !dir.is_empty()),
+            user: self.user.filter(|user| !user.is_empty()),
+            entrypoint: self.entrypoint,
+            cmd: self.cmd,
+            // `5432/tcp`; UDP ports are left out (peers link TCP).
+            exposed_ports: self
+                .exposed_ports
+                .unwrap_or_default()
+                .keys()
+                .filter_map(|port| port.strip_suffix("/tcp").unwrap_or(port).parse().ok())
+                .collect(),
+            volumes: self.volumes.unwrap_or_default().into_keys().collect(),
+            labels: BTreeMap::new(),
+            created: None,
+        }
+    }
 }

@@ -151,7 +151,7 @@ fn workload(
 ) -> Result<Workload> {
     let lock = super::lock::current_lock_at(spec, lock_file, mode)?;
     let (image_name, _) =
-        super::image::ImageContext::new(spec)?.existing_image(spec, &lock, store)?;
+        super::image::ImageContext::new(spec, &lock)?.existing_image(spec, &lock, store)?;
     let image = match pushed::lookup(store, &image_name) {
         Some(record) => record.pinned(),
         None => {

@@ -43,7 +43,7 @@ pub fn export(
     let _in_use = StoreUse::acquire(&store, &|| say("waiting for `env gc` to finish"))
         .map_err(BuildError::from)?;
     let (name, image) =
-        super::image::ImageContext::new(spec)?.existing_image(spec, &lock, &store)?;
+        super::image::ImageContext::new(spec, &lock)?.existing_image(spec, &lock, &store)?;
     let Some(image) = image else {
         return Err(Error::user(
             format!("`{name}` is not built"),

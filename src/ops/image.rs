@@ -41,7 +41,8 @@ pub fn build_from_lock(
     store: &Store,
 ) -> Result<Image> {
     let lock = super::lock::current_lock_at(spec, lock_file, mode)?;
-    let context = ImageContext::new(spec)?;
+    super::base_image::ensure(&lock, store)?;
+    let context = ImageContext::new(spec, &lock)?;
     let cache = TeamCache::configured(spec)?;
     build_and_record(
         lock_file,
@@ -90,7 +91,7 @@ pub fn plan_image(project: &Project, mode: LockMode) -> Result<BuildPlan> {
     crate::kernel::userns::enter()?;
     let spec = project.spec();
     let lock = super::lock::current_lock(spec, mode)?;
-    let context = ImageContext::new(spec)?;
+    let context = ImageContext::new(spec, &lock)?;
     Ok(build_plan(
         &context.inputs(spec, &lock),
         &Store::default_location(),
@@ -214,16 +215,26 @@ pub struct ImageContext {
     repository: String,
     mirrors: Mirrors,
     cache_dir: PathBuf,
+    /// The image the lock pins, as last read from its registry (none until it is pulled).
+    base_image: Option<crate::build::image::BaseImage>,
 }
 
 impl ImageContext {
-    pub fn new(spec: &Spec) -> Result<Self> {
+    /// The context of `spec` with `lock`; reads nothing from the network (a base image is
+    /// known once [`super::base_image::ensure`] pulled it).
+    pub fn new(spec: &Spec, lock: &Lock) -> Result<Self> {
         let mirrors =
             crate::mirror::for_spec(spec).map_err(crate::solve::stage::SolveError::from)?;
+        let cache_dir = crate::paths::cache_dir();
+        let base_image = lock
+            .image
+            .as_ref()
+            .and_then(|image| super::base_image::recorded(&cache_dir, &image.digest));
         Ok(ImageContext {
             repository: image_repository(spec),
             mirrors,
-            cache_dir: crate::paths::cache_dir(),
+            cache_dir,
+            base_image,
         })
     }
 
@@ -231,6 +242,7 @@ impl ImageContext {
         BuildInputs {
             name: &self.repository,
             lock,
+            base_image: self.base_image.as_ref(),
             setup: &spec.setup,
             copies: &spec.copies,
             project_dir: &spec.origin.dir,

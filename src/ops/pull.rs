@@ -136,6 +136,7 @@ pub fn pull(reference: &str, transport: Transport) -> Result<Pulled> {
                 digest: layer.digest.clone(),
                 size: layer.size,
             },
+            foreign: false,
             compression,
         });
     }
@@ -177,6 +178,7 @@ pub fn pull(reference: &str, transport: Transport) -> Result<Pulled> {
         id: image_id(architecture, &layers),
         architecture: architecture.to_string(),
         layers,
+        base_config: None,
     };
     record_image(&store, &image).map_err(BuildError::from)?;
     let layers_present = present.load(Ordering::Relaxed);

@@ -73,7 +73,7 @@ pub fn push(
     let _in_use = StoreUse::acquire(&store, &|| say("waiting for `env gc` to finish"))
         .map_err(BuildError::from)?;
     let (name, image) =
-        crate::ops::image::ImageContext::new(spec)?.existing_image(spec, &lock, &store)?;
+        crate::ops::image::ImageContext::new(spec, &lock)?.existing_image(spec, &lock, &store)?;
     let Some(image) = image else {
         return Err(Error::user(
             format!("`{name}` is not built"),

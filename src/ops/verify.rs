@@ -107,7 +107,7 @@ pub fn verify(
             crate::build::store::remove_path(path).map_err(BuildError::from)?;
         }
         let lock = super::lock::current_lock(spec, mode)?;
-        let context = super::image::ImageContext::new(spec)?;
+        let context = super::image::ImageContext::new(spec, &lock)?;
         let inputs = context.inputs(spec, &lock);
         let packages: Vec<&LockedPackage> = damage.debs.iter().map(|(_, p)| p).collect();
         crate::build::download::download(
@@ -142,7 +142,7 @@ fn check(
 ) -> Result<(String, Damage)> {
     let spec = project.spec();
     let lock = super::lock::current_lock(spec, mode)?;
-    let context = super::image::ImageContext::new(spec)?;
+    let context = super::image::ImageContext::new(spec, &lock)?;
     let image_path = |name: &str| crate::build::image::image_path(store, name);
     // A damaged record stops the plan that names the image: with `repair`, a layer's goes
     // first (the build makes that layer again), one at a time as the plan meets them; the

@@ -182,6 +182,7 @@ mod tests {
                         size: 1,
                     })
                     .collect(),
+                base_config: None,
             };
             let path = image_path(&self.store, name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -112,7 +112,12 @@ impl TarOptions {
     /// Building, `env verify` and `env export` must agree on this, so they all ask here.
     pub fn for_layer(kind: &LayerKind, clamp_mtime: u64) -> TarOptions {
         TarOptions {
-            clamp_mtime,
+            // An image's layer keeps the times its maker gave it: nothing of envkit's lock
+            // dates it.
+            clamp_mtime: match kind {
+                LayerKind::Image(_) => u64::MAX,
+                _ => clamp_mtime,
+            },
             // A copy's files are written as they are, never by overlayfs.
             overlay_upper: !matches!(kind, LayerKind::Base | LayerKind::Copy(_)),
         }

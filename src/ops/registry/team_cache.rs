@@ -240,6 +240,7 @@ fn cached_layer(
             digest: layer.digest.clone(),
             size: layer.size,
         },
+        foreign: false,
         compression,
     }))
 }

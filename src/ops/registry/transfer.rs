@@ -92,6 +92,9 @@ pub(crate) struct Wanted {
     pub diff_id: String,
     pub blob: LayerBlob,
     pub compression: BlobCompression,
+    /// Made by another tool than envkit (a base image's layer): only the stream is checked
+    /// against the diff_id, since the tree gives envkit's own tar, not the maker's.
+    pub foreign: bool,
 }
 
 /// Whether a layer had to be downloaded.
@@ -121,6 +124,7 @@ pub(crate) fn fetch_layer(
                     parent: layer.parent.clone(),
                     diff_id: &layer.diff_id,
                     compression: layer.compression,
+                    foreign: layer.foreign,
                     path: &path,
                 },
                 clamp,
@@ -139,7 +143,7 @@ pub(crate) fn fetch_layer(
         }
     };
     let record = store.existing_layer(&layer.key).map_err(BuildError::from)?;
-    if record.diff_id != layer.diff_id {
+    if !layer.foreign && record.diff_id != layer.diff_id {
         return Err(Error::user(
             format!(
                 "the store's {} layer (key {}) is {}, but the registry names {} for it",
