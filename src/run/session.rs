@@ -41,6 +41,20 @@ pub enum RunError {
     Sandbox(#[from] SandboxError),
 }
 
+/// What the image an environment starts from says it runs with (a registry image's config);
+/// each of env.kdl's own settings wins over it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageDefaults {
+    /// `Env`, in order.
+    pub env: Vec<(String, String)>,
+    /// `WorkingDir`.
+    pub workdir: Option<String>,
+    /// `Entrypoint`: what a command given to `env run` is handed to, as Docker does.
+    pub entrypoint: Vec<String>,
+    /// `Cmd`.
+    pub cmd: Vec<String>,
+}
+
 /// What to run, where and as whom.
 pub struct SessionRequest<'a> {
     /// The env's name: the session's host name.
@@ -53,6 +67,8 @@ pub struct SessionRequest<'a> {
     pub root: bool,
     /// The command; empty means the env's shell.
     pub command: Vec<String>,
+    /// What the base image says it runs with.
+    pub image: ImageDefaults,
     /// Give the program a pty (`env shell` on a terminal).
     pub terminal: bool,
     /// The host's variables the session may see (TERM, LANG and the `pass` list are picked).
@@ -84,6 +100,7 @@ impl<'a> SessionRequest<'a> {
             invoker,
             root: false,
             command: Vec::new(),
+            image: ImageDefaults::default(),
             terminal: false,
             host_environment: std::env::vars().collect(),
             host_cwd: None,
@@ -304,7 +321,11 @@ fn run_in(
     let argv = if request.command.is_empty() {
         vec![shell.clone()]
     } else {
-        request.command.clone()
+        // As `docker run IMAGE CMD`: the command replaces the image's Cmd and is handed to
+        // its Entrypoint.
+        let mut argv = request.image.entrypoint.clone();
+        argv.extend(request.command.iter().cloned());
+        argv
     };
     let mut terminal = if request.terminal {
         Some(Terminal::open()?)
@@ -383,7 +404,7 @@ fn shell(request: &SessionRequest<'_>) -> String {
 }
 
 /// Where the program starts: `workdir`, else the host folder's place in a mount, else the
-/// project mount, else home.
+/// project mount, else the image's WorkingDir, else home.
 fn workdir(request: &SessionRequest<'_>, home: &str) -> String {
     if let Some(workdir) = &request.spec.workdir {
         return workdir.clone();
@@ -405,7 +426,9 @@ fn workdir(request: &SessionRequest<'_>, home: &str) -> String {
         .mounts
         .iter()
         .find(|m| m.source == ".")
-        .map_or_else(|| home.to_string(), |m| m.at.clone())
+        .map(|m| m.at.clone())
+        .or_else(|| request.image.workdir.clone())
+        .unwrap_or_else(|| home.to_string())
 }
 
 /// Only TERM, LANG, the env's `vars` and its `pass` list come from outside.
@@ -444,6 +467,9 @@ fn environment(request: &SessionRequest<'_>, home: &str, shell: &str) -> Vec<(St
         environment.retain(|(k, _)| k != name);
         environment.push((name.to_string(), value));
     };
+    for (name, value) in &request.image.env {
+        set(name, value.clone());
+    }
     for name in &request.spec.pass {
         if let Some(value) = host(name) {
             set(name, value);
@@ -517,6 +543,12 @@ fn write_identity(
         std::fs::create_dir_all(&home_dir).map_err(io("create", &home_dir))?;
         std::os::unix::fs::chown(&home_dir, Some(uid), Some(gid)).map_err(io("give", &home_dir))?;
         std::fs::set_permissions(&home_dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(io("set the mode of", &home_dir))?;
+    } else if layers::find(&request.layers, home.trim_start_matches('/')).is_none() {
+        // Images made by other tools may have no home for root (busybox, distroless).
+        let home_dir = upper.join(home.trim_start_matches('/'));
+        std::fs::create_dir_all(&home_dir).map_err(io("create", &home_dir))?;
+        std::fs::set_permissions(&home_dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io("set the mode of", &home_dir))?;
     }
     for (file, content) in files {

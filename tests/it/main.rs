@@ -2,6 +2,8 @@
 //!
 //! Modules, one per concern:
 //! - `passthrough`: `env` keeps behaving as coreutils `env` for non-envkit command lines.
+//! - `base_image`: `base image=` with images buildah and podman made from a busybox root, from
+//!   `docker-registry`: layers in every compression, whiteouts, an index, credentials, bad input.
 //! - `build`: `env build` of real bookworm and trixie images (root, network tier).
 //! - `check`: diagnostics for every kind of mistake (snapshots) and valid files.
 //! - `inspect`: `env inspect --json` and the canonical hash's location independence.
@@ -39,6 +41,7 @@
 
 mod common;
 
+mod base_image;
 mod build;
 mod check;
 mod cli;

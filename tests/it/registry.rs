@@ -538,7 +538,7 @@ echo \"$server\" > {}
 }
 
 /// A folder holding a Docker `config.json` with the user `dev` and `password` for `registry`.
-fn docker_config(dir: &Path, registry: &str, password: &str) -> PathBuf {
+pub fn docker_config(dir: &Path, registry: &str, password: &str) -> PathBuf {
     let folder = dir.join(format!("docker-{password}"));
     std::fs::create_dir_all(&folder).unwrap();
     let auth = base64_encode(format!("dev:{password}").as_bytes());

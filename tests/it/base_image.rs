@@ -1,0 +1,479 @@
+//! `base image="REF"`: images made by buildah and podman from a busybox root, pushed to
+//! docker-registry on loopback (uncompressed, gzip and zstd layers, whiteouts, an image index
+//! with two platforms), as environments' bases; bad input refused with the store unchanged;
+//! a registry that asks for credentials (root: podman and buildah here run as root).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{Outcome, envkit, run};
+use crate::engines::Podman;
+use crate::registry::{Registry, can_test, docker_config};
+
+/// A busybox root: the shell and a few tools, root's passwd entry, a file and a folder the
+/// upper layer of some images deletes and replaces.
+fn busybox_root(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    for folder in ["bin", "etc", "srv", "opt/old/sub"] {
+        std::fs::create_dir_all(root.join(folder)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for tool in ["sh", "ls", "cat", "echo", "pwd", "mkdir", "rm", "id", "env"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(tool)).unwrap();
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    std::fs::write(root.join("etc/doomed"), "deleted above\n").unwrap();
+    std::fs::write(root.join("opt/old/sub/file"), "replaced above\n").unwrap();
+    root
+}
+
+/// buildah with a storage of its own under `dir`.
+fn buildah(dir: &Path, args: &[&str]) -> String {
+    let outcome = run(Command::new("buildah")
+        .arg("--root")
+        .arg(dir.join("buildah/root"))
+        .arg("--runroot")
+        .arg(dir.join("buildah/run"))
+        .env("STORAGE_DRIVER", "vfs")
+        .env("BUILDAH_ISOLATION", "chroot")
+        .args(args));
+    assert_eq!(outcome.code, Some(0), "buildah {args:?}: {}", outcome.transcript());
+    outcome.stdout.trim().to_string()
+}
+
+/// Commits `root` as a one-layer image for `arch` and pushes it to `destination`.
+fn push_busybox(dir: &Path, root: &Path, arch: &str, destination: &str) {
+    let container = buildah(dir, &["from", "scratch"]);
+    buildah(dir, &["copy", &container, &root.display().to_string(), "/"]);
+    buildah(
+        dir,
+        &[
+            "config",
+            "--arch",
+            arch,
+            "--env",
+            "GREETING=hello from the image",
+            "--workingdir",
+            "/srv",
+            "--cmd",
+            "sh -c 'echo the image cmd'",
+            &container,
+        ],
+    );
+    let local = format!("localhost/busybox-{arch}:latest");
+    buildah(dir, &["commit", "-q", &container, &local]);
+    buildah(
+        dir,
+        &[
+            "push",
+            "--tls-verify=false",
+            &local,
+            &format!("docker://{destination}"),
+        ],
+    );
+}
+
+/// Copies `from` to `to` (both `ADDRESS/REPO:TAG`) with its layers uncompressed: skopeo
+/// writes them to a `dir:` layout, and the test uploads that as it is (every tool of the
+/// containers family compresses what it sends to a registry).
+fn uncompressed_copy(dir: &Path, from: &str, to: &str) {
+    let layout = dir.join(format!("uncompressed-{}", to.replace(['/', ':'], "-")));
+    let copied = run(Command::new("skopeo")
+        .args(["copy", "-q", "--src-tls-verify=false", "--dest-decompress"])
+        .arg(format!("docker://{from}"))
+        .arg(format!("dir:{}", layout.display())));
+    assert_eq!(copied.code, Some(0), "{}", copied.transcript());
+    let (address, rest) = to.split_once('/').unwrap();
+    let (repository, tag) = rest.rsplit_once(':').unwrap();
+    let manifest = std::fs::read(layout.join("manifest.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let blobs = std::iter::once(&parsed["config"]).chain(parsed["layers"].as_array().unwrap());
+    for blob in blobs {
+        let digest = blob["digest"].as_str().unwrap();
+        let bytes = std::fs::read(layout.join(digest.trim_start_matches("sha256:"))).unwrap();
+        let started = ureq::post(format!("http://{address}/v2/{repository}/blobs/uploads/"))
+            .send_empty()
+            .unwrap();
+        let location = started.headers()["location"].to_str().unwrap().to_string();
+        let location = if location.starts_with('/') {
+            format!("http://{address}{location}")
+        } else {
+            location
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        ureq::put(format!("{location}{separator}digest={digest}"))
+            .header("Content-Type", "application/octet-stream")
+            .send(&bytes[..])
+            .unwrap();
+    }
+    ureq::put(format!("http://{address}/v2/{repository}/manifests/{tag}"))
+        .header("Content-Type", parsed["mediaType"].as_str().unwrap())
+        .send(&manifest[..])
+        .unwrap();
+}
+
+/// The manifest (or index) `reference` names, raw, as skopeo reads it.
+fn raw_manifest(reference: &str) -> serde_json::Value {
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]));
+    assert_eq!(raw.code, Some(0), "{}", raw.transcript());
+    serde_json::from_str(&raw.stdout).unwrap()
+}
+
+/// The digest of the manifest `reference` names (a single-platform image), as skopeo says.
+fn digest_of(reference: &str) -> String {
+    let inspect = run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]));
+    assert_eq!(inspect.code, Some(0), "{}", inspect.transcript());
+    let parsed: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    parsed["Digest"].as_str().unwrap().to_string()
+}
+
+/// A project folder whose env.kdl starts from `reference`, with envkit's folders under
+/// `state`.
+struct Project {
+    dir: tempfile::TempDir,
+    state: PathBuf,
+    docker_config: Option<PathBuf>,
+}
+
+impl Project {
+    fn new(env: &str, state: &Path) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("env.kdl"), env).unwrap();
+        Project {
+            dir,
+            state: state.to_path_buf(),
+            docker_config: None,
+        }
+    }
+
+    fn env(&self, args: &[&str]) -> Outcome {
+        let mut command = envkit(self.dir.path(), args);
+        command
+            .env("ENVKIT_CACHE_DIR", self.state.join("cache"))
+            .env("ENVKIT_STORE_DIR", self.state.join("store"))
+            .env("ENVKIT_DATA_DIR", self.state.join("data"))
+            .env("ENVKIT_RUNTIME_DIR", self.state.join("run"))
+            .env(
+                "DOCKER_CONFIG",
+                self.docker_config
+                    .clone()
+                    .unwrap_or_else(|| self.state.join("no-docker-config")),
+            );
+        run(&mut command)
+    }
+
+    fn lock(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("env.lock")).unwrap()
+    }
+
+    fn diff_ids(&self) -> Vec<String> {
+        let inspect = self.env(&["inspect", "--json"]);
+        let image: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+        image["image"]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|layer| layer["diff_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+fn base(reference: &str) -> String {
+    format!("base image=\"{reference}\"\n")
+}
+
+/// What the checks below print inside a session.
+const LOOK: &str = "echo \"$GREETING\"; pwd; ls /opt/old; cat /etc/doomed 2>/dev/null || echo no doomed";
+
+#[test]
+fn images_made_by_other_tools_are_bases_with_their_layers_whiteouts_and_config() {
+    if !can_test("registry images as bases") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(None);
+    let address = registry.address.clone();
+    let root = busybox_root(dir.path());
+    push_busybox(dir.path(), &root, "amd64", &format!("{address}/busybox:gzip"));
+    uncompressed_copy(
+        dir.path(),
+        &format!("{address}/busybox:gzip"),
+        &format!("{address}/busybox:plain"),
+    );
+
+    // podman builds on it, deleting a file and replacing a folder (whiteouts), and pushes
+    // the result with its new layer in zstd, and again in gzip.
+    let podman = Podman::trusting(&[&address]);
+    std::fs::write(
+        dir.path().join("Containerfile"),
+        format!(
+            "FROM {address}/busybox:plain\nRUN rm /etc/doomed && rm -rf /opt/old && mkdir /opt/old && echo fresh > /opt/old/fresh\n"
+        ),
+    )
+    .unwrap();
+    // Built once per compression: pushing one image twice would send the blob it already
+    // compressed once.
+    for format in ["zstd", "gzip"] {
+        let local = format!("localhost/whiteouts-{format}");
+        let built = podman.run(&[
+            "build",
+            "--no-cache",
+            "--format",
+            "oci",
+            "-t",
+            &local,
+            "-f",
+            &dir.path().join("Containerfile").display().to_string(),
+            &dir.path().display().to_string(),
+        ]);
+        assert_eq!(built.code, Some(0), "{}", built.transcript());
+        let pushed = podman.run(&[
+            "push",
+            "--compression-format",
+            format,
+            &local,
+            &format!("{address}/whiteouts:{format}"),
+        ]);
+        assert_eq!(pushed.code, Some(0), "{}", pushed.transcript());
+    }
+    let media_types = |reference: &str| -> Vec<String> {
+        raw_manifest(reference)["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|layer| layer["mediaType"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        media_types(&format!("{address}/busybox:plain")),
+        ["application/vnd.oci.image.layer.v1.tar"]
+    );
+    assert_eq!(
+        media_types(&format!("{address}/whiteouts:zstd")).last().unwrap(),
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    assert_eq!(
+        media_types(&format!("{address}/whiteouts:gzip")).last().unwrap(),
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+
+    let state = tempfile::tempdir().unwrap();
+    for (tag, expected) in [
+        ("busybox:plain", "hello from the image\n/srv\nsub\ndeleted above\n"),
+        ("whiteouts:zstd", "hello from the image\n/srv\nfresh\nno doomed\n"),
+        ("whiteouts:gzip", "hello from the image\n/srv\nfresh\nno doomed\n"),
+    ] {
+        let reference = format!("{address}/{tag}");
+        let project = Project::new(&base(&reference), state.path());
+        let locked = project.env(&["lock"]);
+        assert_eq!(locked.code, Some(0), "{}", locked.transcript());
+        let digest = digest_of(&reference);
+        assert!(
+            project
+                .lock()
+                .contains(&format!("image \"{reference}\" digest=\"{digest}\"")),
+            "{}",
+            project.lock()
+        );
+        let ran = project.env(&["run", "--", "sh", "-c", LOOK]);
+        assert_eq!(ran.code, Some(0), "{tag}: {}", ran.transcript());
+        assert_eq!(ran.stdout, expected, "{tag}: {}", ran.transcript());
+        // The command replaces the image's Cmd; the env file's vars win over its Env.
+        let overridden = Project::new(
+            &format!("{}vars {{\n    GREETING \"from env.kdl\"\n}}\n", base(&reference)),
+            state.path(),
+        );
+        let ran = overridden.env(&["run", "--", "sh", "-c", "echo $GREETING"]);
+        assert_eq!(ran.stdout, "from env.kdl\n", "{}", ran.transcript());
+    }
+
+    // Two empty stores give the same layers.
+    let reference = format!("{address}/whiteouts:zstd");
+    let first = Project::new(&base(&reference), state.path());
+    let other_state = tempfile::tempdir().unwrap();
+    let second = Project::new(&base(&reference), other_state.path());
+    for project in [&first, &second] {
+        let built = project.env(&["build"]);
+        assert_eq!(built.code, Some(0), "{}", built.transcript());
+    }
+    assert_eq!(first.diff_ids(), second.diff_ids());
+    assert_eq!(first.diff_ids().len(), 2);
+    let verified = first.env(&["verify"]);
+    assert_eq!(verified.code, Some(0), "{}", verified.transcript());
+
+    // An image index with two platforms: the lock pins this machine's.
+    push_busybox(dir.path(), &root, "arm64", &format!("{address}/busybox:arm64"));
+    for (list, members) in [
+        ("both", vec!["busybox:plain", "busybox:arm64"]),
+        ("arm-only", vec!["busybox:arm64"]),
+    ] {
+        buildah(dir.path(), &["manifest", "create", list]);
+        for member in members {
+            buildah(
+                dir.path(),
+                &[
+                    "manifest",
+                    "add",
+                    "--tls-verify=false",
+                    list,
+                    &format!("docker://{address}/{member}"),
+                ],
+            );
+        }
+        buildah(
+            dir.path(),
+            &[
+                "manifest",
+                "push",
+                "--all",
+                "--tls-verify=false",
+                list,
+                &format!("docker://{address}/multi:{list}"),
+            ],
+        );
+    }
+    let index = raw_manifest(&format!("{address}/multi:both"));
+    let amd64 = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["platform"]["architecture"] == "amd64")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let project = Project::new(&base(&format!("{address}/multi:both")), state.path());
+    let ran = project.env(&["run", "--", "sh", "-c", "echo $GREETING"]);
+    assert_eq!(ran.stdout, "hello from the image\n", "{}", ran.transcript());
+    assert!(
+        project.lock().contains(&format!("digest=\"{amd64}\"")),
+        "{}",
+        project.lock()
+    );
+    let arm_only = Project::new(&base(&format!("{address}/multi:arm-only")), state.path());
+    let refused = arm_only.env(&["lock"]);
+    assert_ne!(refused.code, Some(0), "{}", refused.transcript());
+    assert!(
+        refused.stderr.contains("has no image for linux/amd64")
+            && refused.stderr.contains("it has images for linux/arm64"),
+        "{}",
+        refused.transcript()
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_the_store_is_unchanged() {
+    if !can_test("registry images as bases, refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(None);
+    let address = registry.address.clone();
+    let root = busybox_root(dir.path());
+    push_busybox(dir.path(), &root, "amd64", &format!("{address}/busybox:1"));
+    let state = tempfile::tempdir().unwrap();
+    let layers_in_store = || {
+        std::fs::read_dir(state.path().join("store/layers-v1"))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    };
+
+    let missing = Project::new(&base(&format!("{address}/busybox:nope")), state.path());
+    let refused = missing.env(&["lock"]);
+    assert_ne!(refused.code, Some(0), "{}", refused.transcript());
+    assert!(
+        refused.stderr.contains("busybox:nope") || refused.stderr.contains("nope"),
+        "{}",
+        refused.transcript()
+    );
+    assert!(!missing.dir.path().join("env.lock").exists());
+
+    let with_packages = Project::new(
+        &format!("{}packages \"jq\"\n", base(&format!("{address}/busybox:1"))),
+        state.path(),
+    );
+    let refused = with_packages.env(&["lock"]);
+    assert_ne!(refused.code, Some(0), "{}", refused.transcript());
+    assert!(
+        refused.stderr.contains("`packages` on an image base"),
+        "{}",
+        refused.transcript()
+    );
+
+    // A blob whose bytes changed in the registry.
+    let manifest = raw_manifest(&format!("{address}/busybox:1"));
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
+    let blob = registry.blob_path(&layer);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&blob, bytes).unwrap();
+    let tampered = Project::new(&base(&format!("{address}/busybox:1")), state.path());
+    let refused = tampered.env(&["build"]);
+    assert_ne!(refused.code, Some(0), "{}", refused.transcript());
+    assert!(refused.stderr.contains(&layer), "{}", refused.transcript());
+    assert_eq!(layers_in_store(), 0, "nothing of it in the store");
+    let gc = tampered.env(&["gc", "--dry-run"]);
+    assert_eq!(gc.code, Some(0), "{}", gc.transcript());
+    assert!(!gc.stderr.contains("would delete layer"), "{}", gc.transcript());
+}
+
+#[test]
+fn a_registry_that_asks_for_credentials_serves_a_base_with_the_docker_configs() {
+    if !can_test("a registry image as a base, with credentials") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let made = Command::new("htpasswd")
+        .args(["-Bbc"])
+        .arg(&htpasswd)
+        .args(["dev", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let registry = Registry::start(Some(&htpasswd));
+    let address = registry.address.clone();
+    let root = busybox_root(dir.path());
+    let container = buildah(dir.path(), &["from", "scratch"]);
+    buildah(dir.path(), &["copy", &container, &root.display().to_string(), "/"]);
+    buildah(dir.path(), &["commit", "-q", &container, "localhost/private"]);
+    buildah(
+        dir.path(),
+        &[
+            "push",
+            "--creds",
+            "dev:s3cret",
+            "--tls-verify=false",
+            "localhost/private",
+            &format!("docker://{address}/team/private:1"),
+        ],
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut project = Project::new(&base(&format!("{address}/team/private:1")), state.path());
+    let anonymous = project.env(&["lock"]);
+    assert_ne!(anonymous.code, Some(0), "{}", anonymous.transcript());
+    assert!(
+        anonymous.stderr.contains("wants credentials"),
+        "{}",
+        anonymous.transcript()
+    );
+    project.docker_config = Some(docker_config(dir.path(), &address, "wrong"));
+    let wrong = project.env(&["lock"]);
+    assert_ne!(wrong.code, Some(0), "{}", wrong.transcript());
+    assert!(wrong.stderr.contains(&address), "{}", wrong.transcript());
+    project.docker_config = Some(docker_config(dir.path(), &address, "s3cret"));
+    let ran = project.env(&["run", "--", "cat", "/etc/doomed"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.transcript());
+    assert_eq!(ran.stdout, "deleted above\n");
+}
