@@ -36,11 +36,17 @@ pub fn run(args: &LockArgs, file: Option<&Path>) -> Result<(), Failure> {
                 display_name(&project.spec().origin.file)
             );
         }
-        LockOutcome::UpToDate { lock_file, lock } => eprintln!(
-            "{lock_file} is up to date ({} packages from {})",
-            lock.packages.len(),
-            lock.release
-        ),
+        LockOutcome::UpToDate { lock_file, lock } => match &lock.image {
+            Some(image) => eprintln!(
+                "{lock_file} is up to date (image {} at {})",
+                image.reference, image.digest
+            ),
+            None => eprintln!(
+                "{lock_file} is up to date ({} packages from {})",
+                lock.packages.len(),
+                lock.release
+            ),
+        },
         LockOutcome::Locked {
             lock_file,
             lock,
@@ -54,6 +60,13 @@ pub fn run(args: &LockArgs, file: Option<&Path>) -> Result<(), Failure> {
             let own = lock.layer(Layer::Packages).count();
             let date = lock.indexes.first().map_or("", |i| i.date.as_str());
             let verb = if written { "locked" } else { "unchanged:" };
+            if let Some(image) = &lock.image {
+                eprintln!(
+                    "{verb} {lock_file}: image {} at {}",
+                    image.reference, image.digest
+                );
+                return Ok(());
+            }
             eprintln!(
                 "{verb} {lock_file}: {base} base + {own} packages from {} (index of {date})",
                 lock.release

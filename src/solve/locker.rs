@@ -252,6 +252,17 @@ pub fn changes(previous: Option<&Lock>, next: &Lock) -> Vec<String> {
         .map(|x| (x.name.as_str(), x.version.as_str()))
         .collect();
     let mut lines = Vec::new();
+    let old_image = previous.and_then(|p| p.image.as_ref());
+    if let Some(image) = &next.image
+        && old_image != Some(image)
+    {
+        lines.push(match old_image {
+            Some(old) if old.reference == image.reference => {
+                format!("~ image {} {} -> {}", image.reference, old.digest, image.digest)
+            }
+            _ => format!("+ image {} {}", image.reference, image.digest),
+        });
+    }
     for package in &next.packages {
         match old.get(package.name.as_str()) {
             None => lines.push(format!("+ {} {}", package.name, package.version)),

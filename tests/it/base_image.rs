@@ -267,6 +267,30 @@ fn images_made_by_other_tools_are_bases_with_their_layers_whiteouts_and_config()
         "application/vnd.oci.image.layer.v1.tar+gzip"
     );
 
+    // Both kinds of whiteout are in podman's layer: a file's, and an opaque folder's.
+    let top = raw_manifest(&format!("{address}/whiteouts:gzip"))["layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = ureq::get(format!("http://{address}/v2/whiteouts/blobs/{top}"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_vec()
+        .unwrap();
+    let mut names = Vec::new();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+    for entry in archive.entries().unwrap() {
+        names.push(entry.unwrap().path().unwrap().display().to_string());
+    }
+    for whiteout in ["etc/.wh.doomed", "opt/old/.wh..wh..opq"] {
+        assert!(names.iter().any(|n| n == whiteout), "{whiteout} in {names:?}");
+    }
+
     let state = tempfile::tempdir().unwrap();
     for (tag, expected) in [
         ("busybox:plain", "hello from the image\n/srv\nsub\ndeleted above\n"),
@@ -410,19 +434,53 @@ fn bad_input_is_a_clear_error_and_the_store_is_unchanged() {
         refused.transcript()
     );
 
+    // The tag moves: `--check` says so, a plain lock keeps the pin, `--update` moves it.
+    let pinned = Project::new(&base(&format!("{address}/busybox:1")), state.path());
+    assert_eq!(pinned.env(&["lock"]).code, Some(0));
+    let first_digest = digest_of(&format!("{address}/busybox:1"));
+    std::fs::write(root.join("etc/moved"), "the tag moved\n").unwrap();
+    push_busybox(dir.path(), &root, "amd64", &format!("{address}/busybox:1"));
+    let moved_digest = digest_of(&format!("{address}/busybox:1"));
+    assert_ne!(first_digest, moved_digest);
+    let check = pinned.env(&["lock", "--check"]);
+    assert_ne!(check.code, Some(0), "{}", check.transcript());
+    assert!(
+        check.stderr.contains(&format!("the registry now gives {moved_digest}")),
+        "{}",
+        check.transcript()
+    );
+    assert_eq!(pinned.env(&["lock"]).code, Some(0));
+    assert!(pinned.lock().contains(&first_digest), "{}", pinned.lock());
+    let ran = pinned.env(&["run", "--", "ls", "/etc"]);
+    assert!(!ran.stdout.contains("moved"), "the pin, not the tag: {}", ran.transcript());
+    let updated = pinned.env(&["lock", "--update"]);
+    assert_eq!(updated.code, Some(0), "{}", updated.transcript());
+    assert!(
+        updated
+            .stderr
+            .contains(&format!("~ image {address}/busybox:1 {first_digest} -> {moved_digest}")),
+        "{}",
+        updated.transcript()
+    );
+    let ran = pinned.env(&["run", "--", "cat", "/etc/moved"]);
+    assert_eq!(ran.stdout, "the tag moved\n", "{}", ran.transcript());
+    let layers_before = layers_in_store();
+
     // A blob whose bytes changed in the registry.
-    let manifest = raw_manifest(&format!("{address}/busybox:1"));
+    std::fs::write(root.join("etc/tampered"), "another layer\n").unwrap();
+    push_busybox(dir.path(), &root, "amd64", &format!("{address}/busybox:2"));
+    let manifest = raw_manifest(&format!("{address}/busybox:2"));
     let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
     let blob = registry.blob_path(&layer);
     let mut bytes = std::fs::read(&blob).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
     std::fs::write(&blob, bytes).unwrap();
-    let tampered = Project::new(&base(&format!("{address}/busybox:1")), state.path());
+    let tampered = Project::new(&base(&format!("{address}/busybox:2")), state.path());
     let refused = tampered.env(&["build"]);
     assert_ne!(refused.code, Some(0), "{}", refused.transcript());
     assert!(refused.stderr.contains(&layer), "{}", refused.transcript());
-    assert_eq!(layers_in_store(), 0, "nothing of it in the store");
+    assert_eq!(layers_in_store(), layers_before, "nothing of it in the store");
     let gc = tampered.env(&["gc", "--dry-run"]);
     assert_eq!(gc.code, Some(0), "{}", gc.transcript());
     assert!(!gc.stderr.contains("would delete layer"), "{}", gc.transcript());
