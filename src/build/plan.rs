@@ -414,13 +414,40 @@ mod tests {
             command: "make".into(),
             inputs: vec!["src/*.py".into()],
         }];
-        let before = plan(&lock(base()), None, &setup, &[], project.path(), "/work", &store).unwrap();
+        let before = plan(
+            &lock(base()),
+            None,
+            &setup,
+            &[],
+            project.path(),
+            "/work",
+            &store,
+        )
+        .unwrap();
         assert_eq!(before.layers.len(), 2, "no packages layer without packages");
         std::fs::write(project.path().join("src/a.py"), "2").unwrap();
-        let after = plan(&lock(base()), None, &setup, &[], project.path(), "/work", &store).unwrap();
+        let after = plan(
+            &lock(base()),
+            None,
+            &setup,
+            &[],
+            project.path(),
+            "/work",
+            &store,
+        )
+        .unwrap();
         assert_eq!(before.layers[0].key, after.layers[0].key);
         assert_ne!(before.layers[1].key, after.layers[1].key);
-        let elsewhere = plan(&lock(base()), None, &setup, &[], project.path(), "/src", &store).unwrap();
+        let elsewhere = plan(
+            &lock(base()),
+            None,
+            &setup,
+            &[],
+            project.path(),
+            "/src",
+            &store,
+        )
+        .unwrap();
         assert_eq!(after.layers[0].key, elsewhere.layers[0].key);
         assert_ne!(
             after.layers[1].key, elsewhere.layers[1].key,
@@ -431,7 +458,10 @@ mod tests {
             command: "make".into(),
             inputs: vec!["Makefile".into()],
         }];
-        let error = plan(&lock(base()), None, &missing,
+        let error = plan(
+            &lock(base()),
+            None,
+            &missing,
             &[],
             project.path(),
             "/work",
@@ -451,7 +481,16 @@ mod tests {
         let store_dir = tempfile::tempdir().unwrap();
         let store = Store::new(store_dir.path());
         let project = tempfile::tempdir().unwrap();
-        let first = plan(&lock(base()), None, &[], &[], project.path(), "/work", &store).unwrap();
+        let first = plan(
+            &lock(base()),
+            None,
+            &[],
+            &[],
+            project.path(),
+            "/work",
+            &store,
+        )
+        .unwrap();
         let build = store.begin(&first.layers[0].key).unwrap().unwrap();
         let record = super::super::store::LayerRecord {
             key: first.layers[0].key.clone(),
@@ -462,9 +501,17 @@ mod tests {
         };
         build.publish(&record).unwrap();
         assert!(
-            plan(&lock(base()), None, &[], &[], project.path(), "/work", &store)
-                .unwrap()
-                .is_complete()
+            plan(
+                &lock(base()),
+                None,
+                &[],
+                &[],
+                project.path(),
+                "/work",
+                &store
+            )
+            .unwrap()
+            .is_complete()
         );
     }
 }

@@ -33,8 +33,7 @@ fn transport(reference: &Reference) -> Transport {
 pub fn current_digest(reference: &str) -> Result<String> {
     let parsed = parse_reference(reference)?;
     let client = client(&parsed, Access::Pull, transport(&parsed))?;
-    let (digest, _) =
-        platform_manifest(&client, &parsed, crate::paths::debian_architecture())?;
+    let (digest, _) = platform_manifest(&client, &parsed, crate::paths::debian_architecture())?;
     Ok(digest)
 }
 

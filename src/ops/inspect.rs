@@ -34,7 +34,7 @@ fn built_image(project: &Project, lock: &Lock) -> Result<Option<Image>> {
     let spec = project.spec();
     // Without a mirror or with a setup input that no longer matches, no image of these
     // inputs can exist: that is "not built", not an error of `inspect`.
-    let Ok(context) = super::image::ImageContext::new(spec, &lock) else {
+    let Ok(context) = super::image::ImageContext::new(spec, lock) else {
         return Ok(None);
     };
     match context.existing_image(spec, lock, &Store::default_location()) {

@@ -20,12 +20,9 @@ fn resolve(
 ) -> Result<Lock> {
     match &spec.base {
         Base::Debian { .. } => Ok(solve(spec, previous, update, freshness)?),
-        Base::Image { reference } => super::base_image::lock(
-            spec,
-            reference,
-            previous,
-            matches!(update, Update::Nothing),
-        ),
+        Base::Image { reference } => {
+            super::base_image::lock(spec, reference, previous, matches!(update, Update::Nothing))
+        }
     }
 }
 
@@ -86,33 +83,35 @@ pub fn lock(project: &Project, request: &LockRequest) -> Result<LockOutcome> {
     if request.check {
         return match &previous {
             None => Err(stale(format!("there is no `{shown}`"), Vec::new())),
-            Some(lock) => match check(spec, lock) {
-                Ok(()) => match &lock.image {
-                    // The tag may have moved since: only the registry can say.
-                    Some(image) => {
-                        let now = super::base_image::current_digest(&image.reference)?;
-                        if now == image.digest {
-                            Ok(LockOutcome::Matches { lock_file: shown })
-                        } else {
-                            Err(stale(
+            Some(lock) => {
+                match check(spec, lock) {
+                    Ok(()) => match &lock.image {
+                        // The tag may have moved since: only the registry can say.
+                        Some(image) => {
+                            let now = super::base_image::current_digest(&image.reference)?;
+                            if now == image.digest {
+                                Ok(LockOutcome::Matches { lock_file: shown })
+                            } else {
+                                Err(stale(
                                 format!(
                                     "`{shown}` pins {} at {}, and the registry now gives {now}",
                                     image.reference, image.digest
                                 ),
                                 vec!["the tag was moved; `env lock --update` moves the lock to it".into()],
                             ))
+                            }
                         }
-                    }
-                    None => Ok(LockOutcome::Matches { lock_file: shown }),
-                },
-                Err(reasons) => Err(stale(
-                    format!(
-                        "`{shown}` does not match {}",
-                        display_name(&spec.origin.file)
-                    ),
-                    reasons.iter().map(ToString::to_string).collect(),
-                )),
-            },
+                        None => Ok(LockOutcome::Matches { lock_file: shown }),
+                    },
+                    Err(reasons) => Err(stale(
+                        format!(
+                            "`{shown}` does not match {}",
+                            display_name(&spec.origin.file)
+                        ),
+                        reasons.iter().map(ToString::to_string).collect(),
+                    )),
+                }
+            }
         };
     }
     let update = match &request.update {

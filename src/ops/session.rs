@@ -117,7 +117,9 @@ pub fn fix_owner(
 }
 
 /// What the registry image an environment starts from runs with, as sessions take it.
-pub(crate) fn image_defaults(image: &crate::build::image::Image) -> crate::run::session::ImageDefaults {
+pub(crate) fn image_defaults(
+    image: &crate::build::image::Image,
+) -> crate::run::session::ImageDefaults {
     let Some(config) = &image.base_config else {
         return crate::run::session::ImageDefaults::default();
     };

@@ -258,7 +258,10 @@ pub fn changes(previous: Option<&Lock>, next: &Lock) -> Vec<String> {
     {
         lines.push(match old_image {
             Some(old) if old.reference == image.reference => {
-                format!("~ image {} {} -> {}", image.reference, old.digest, image.digest)
+                format!(
+                    "~ image {} {} -> {}",
+                    image.reference, old.digest, image.digest
+                )
             }
             _ => format!("+ image {} {}", image.reference, image.digest),
         });

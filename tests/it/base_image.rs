@@ -38,7 +38,12 @@ fn buildah(dir: &Path, args: &[&str]) -> String {
         .env("STORAGE_DRIVER", "vfs")
         .env("BUILDAH_ISOLATION", "chroot")
         .args(args));
-    assert_eq!(outcome.code, Some(0), "buildah {args:?}: {}", outcome.transcript());
+    assert_eq!(
+        outcome.code,
+        Some(0),
+        "buildah {args:?}: {}",
+        outcome.transcript()
+    );
     outcome.stdout.trim().to_string()
 }
 
@@ -193,7 +198,8 @@ fn base(reference: &str) -> String {
 }
 
 /// What the checks below print inside a session.
-const LOOK: &str = "echo \"$GREETING\"; pwd; ls /opt/old; cat /etc/doomed 2>/dev/null || echo no doomed";
+const LOOK: &str =
+    "echo \"$GREETING\"; pwd; ls /opt/old; cat /etc/doomed 2>/dev/null || echo no doomed";
 
 #[test]
 fn images_made_by_other_tools_are_bases_with_their_layers_whiteouts_and_config() {
@@ -204,7 +210,12 @@ fn images_made_by_other_tools_are_bases_with_their_layers_whiteouts_and_config()
     let registry = Registry::start(None);
     let address = registry.address.clone();
     let root = busybox_root(dir.path());
-    push_busybox(dir.path(), &root, "amd64", &format!("{address}/busybox:gzip"));
+    push_busybox(
+        dir.path(),
+        &root,
+        "amd64",
+        &format!("{address}/busybox:gzip"),
+    );
     uncompressed_copy(
         dir.path(),
         &format!("{address}/busybox:gzip"),
@@ -259,11 +270,15 @@ fn images_made_by_other_tools_are_bases_with_their_layers_whiteouts_and_config()
         ["application/vnd.oci.image.layer.v1.tar"]
     );
     assert_eq!(
-        media_types(&format!("{address}/whiteouts:zstd")).last().unwrap(),
+        media_types(&format!("{address}/whiteouts:zstd"))
+            .last()
+            .unwrap(),
         "application/vnd.oci.image.layer.v1.tar+zstd"
     );
     assert_eq!(
-        media_types(&format!("{address}/whiteouts:gzip")).last().unwrap(),
+        media_types(&format!("{address}/whiteouts:gzip"))
+            .last()
+            .unwrap(),
         "application/vnd.oci.image.layer.v1.tar+gzip"
     );
 
@@ -288,14 +303,26 @@ fn images_made_by_other_tools_are_bases_with_their_layers_whiteouts_and_config()
         names.push(entry.unwrap().path().unwrap().display().to_string());
     }
     for whiteout in ["etc/.wh.doomed", "opt/old/.wh..wh..opq"] {
-        assert!(names.iter().any(|n| n == whiteout), "{whiteout} in {names:?}");
+        assert!(
+            names.iter().any(|n| n == whiteout),
+            "{whiteout} in {names:?}"
+        );
     }
 
     let state = tempfile::tempdir().unwrap();
     for (tag, expected) in [
-        ("busybox:plain", "hello from the image\n/srv\nsub\ndeleted above\n"),
-        ("whiteouts:zstd", "hello from the image\n/srv\nfresh\nno doomed\n"),
-        ("whiteouts:gzip", "hello from the image\n/srv\nfresh\nno doomed\n"),
+        (
+            "busybox:plain",
+            "hello from the image\n/srv\nsub\ndeleted above\n",
+        ),
+        (
+            "whiteouts:zstd",
+            "hello from the image\n/srv\nfresh\nno doomed\n",
+        ),
+        (
+            "whiteouts:gzip",
+            "hello from the image\n/srv\nfresh\nno doomed\n",
+        ),
     ] {
         let reference = format!("{address}/{tag}");
         let project = Project::new(&base(&reference), state.path());
@@ -314,7 +341,10 @@ fn images_made_by_other_tools_are_bases_with_their_layers_whiteouts_and_config()
         assert_eq!(ran.stdout, expected, "{tag}: {}", ran.transcript());
         // The command replaces the image's Cmd; the env file's vars win over its Env.
         let overridden = Project::new(
-            &format!("{}vars {{\n    GREETING \"from env.kdl\"\n}}\n", base(&reference)),
+            &format!(
+                "{}vars {{\n    GREETING \"from env.kdl\"\n}}\n",
+                base(&reference)
+            ),
             state.path(),
         );
         let ran = overridden.env(&["run", "--", "sh", "-c", "echo $GREETING"]);
@@ -336,7 +366,12 @@ fn images_made_by_other_tools_are_bases_with_their_layers_whiteouts_and_config()
     assert_eq!(verified.code, Some(0), "{}", verified.transcript());
 
     // An image index with two platforms: the lock pins this machine's.
-    push_busybox(dir.path(), &root, "arm64", &format!("{address}/busybox:arm64"));
+    push_busybox(
+        dir.path(),
+        &root,
+        "arm64",
+        &format!("{address}/busybox:arm64"),
+    );
     for (list, members) in [
         ("both", vec!["busybox:plain", "busybox:arm64"]),
         ("arm-only", vec!["busybox:arm64"]),
@@ -445,20 +480,26 @@ fn bad_input_is_a_clear_error_and_the_store_is_unchanged() {
     let check = pinned.env(&["lock", "--check"]);
     assert_ne!(check.code, Some(0), "{}", check.transcript());
     assert!(
-        check.stderr.contains(&format!("the registry now gives {moved_digest}")),
+        check
+            .stderr
+            .contains(&format!("the registry now gives {moved_digest}")),
         "{}",
         check.transcript()
     );
     assert_eq!(pinned.env(&["lock"]).code, Some(0));
     assert!(pinned.lock().contains(&first_digest), "{}", pinned.lock());
     let ran = pinned.env(&["run", "--", "ls", "/etc"]);
-    assert!(!ran.stdout.contains("moved"), "the pin, not the tag: {}", ran.transcript());
+    assert!(
+        !ran.stdout.contains("moved"),
+        "the pin, not the tag: {}",
+        ran.transcript()
+    );
     let updated = pinned.env(&["lock", "--update"]);
     assert_eq!(updated.code, Some(0), "{}", updated.transcript());
     assert!(
-        updated
-            .stderr
-            .contains(&format!("~ image {address}/busybox:1 {first_digest} -> {moved_digest}")),
+        updated.stderr.contains(&format!(
+            "~ image {address}/busybox:1 {first_digest} -> {moved_digest}"
+        )),
         "{}",
         updated.transcript()
     );
@@ -470,7 +511,10 @@ fn bad_input_is_a_clear_error_and_the_store_is_unchanged() {
     std::fs::write(root.join("etc/tampered"), "another layer\n").unwrap();
     push_busybox(dir.path(), &root, "amd64", &format!("{address}/busybox:2"));
     let manifest = raw_manifest(&format!("{address}/busybox:2"));
-    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let blob = registry.blob_path(&layer);
     let mut bytes = std::fs::read(&blob).unwrap();
     let middle = bytes.len() / 2;
@@ -480,10 +524,18 @@ fn bad_input_is_a_clear_error_and_the_store_is_unchanged() {
     let refused = tampered.env(&["build"]);
     assert_ne!(refused.code, Some(0), "{}", refused.transcript());
     assert!(refused.stderr.contains(&layer), "{}", refused.transcript());
-    assert_eq!(layers_in_store(), layers_before, "nothing of it in the store");
+    assert_eq!(
+        layers_in_store(),
+        layers_before,
+        "nothing of it in the store"
+    );
     let gc = tampered.env(&["gc", "--dry-run"]);
     assert_eq!(gc.code, Some(0), "{}", gc.transcript());
-    assert!(!gc.stderr.contains("would delete layer"), "{}", gc.transcript());
+    assert!(
+        !gc.stderr.contains("would delete layer"),
+        "{}",
+        gc.transcript()
+    );
 }
 
 #[test]
@@ -504,8 +556,14 @@ fn a_registry_that_asks_for_credentials_serves_a_base_with_the_docker_configs() 
     let address = registry.address.clone();
     let root = busybox_root(dir.path());
     let container = buildah(dir.path(), &["from", "scratch"]);
-    buildah(dir.path(), &["copy", &container, &root.display().to_string(), "/"]);
-    buildah(dir.path(), &["commit", "-q", &container, "localhost/private"]);
+    buildah(
+        dir.path(),
+        &["copy", &container, &root.display().to_string(), "/"],
+    );
+    buildah(
+        dir.path(),
+        &["commit", "-q", &container, "localhost/private"],
+    );
     buildah(
         dir.path(),
         &[
