@@ -252,17 +252,8 @@ mod tests {
         let dir = tempdir();
         let root = dir.path().join("root");
         std::fs::create_dir(&root).unwrap();
-        let mut data = Tar::new().dir("./", 0o755).finish();
         // A header that says 100 GB, followed by a few bytes and the end of the stream.
-        let mut header = tar::Header::new_gnu();
-        header.set_path("./huge").unwrap();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_mode(0o644);
-        header.set_size(100 << 30);
-        header.set_cksum();
-        data.truncate(data.len() - 1024);
-        data.extend_from_slice(header.as_bytes());
-        data.extend_from_slice(&[7; 4096]);
+        let data = crate::debian::testing::huge_member("huge");
         let path = raw_deb(dir.path(), "huge", &small_control(), "data.tar", &data);
         let started = Instant::now();
         let error = unpack(

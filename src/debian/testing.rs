@@ -78,6 +78,23 @@ pub fn garbled_data(path: &str, z: Z) -> Vec<u8> {
     compressed
 }
 
+/// A data archive whose member `./PATH` declares 100 GB and holds a few bytes before the
+/// stream ends.
+pub fn huge_member(path: &str) -> Vec<u8> {
+    let mut data = Tar::new().dir("./", 0o755).finish();
+    let mut header = tar::Header::new_gnu();
+    header.set_path(format!("./{path}")).expect("a short path");
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_size(100 << 30);
+    header.set_cksum();
+    // Over the end-of-archive blocks.
+    data.truncate(data.len() - 1024);
+    data.extend_from_slice(header.as_bytes());
+    data.extend_from_slice(&[7; 4096]);
+    data
+}
+
 /// A tar archive written header by header, so tests can also write the names the `tar`
 /// crate's own setters refuse (`..`, absolute paths).
 pub struct Tar(tar::Builder<Vec<u8>>);

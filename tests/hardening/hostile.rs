@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use envkit::debian::testing::{Tar, Z, ar, compress, deb_with_control, garbled_data, suffix};
+use envkit::debian::testing::{
+    Tar, Z, ar, compress, deb_with_control, garbled_data, huge_member, suffix,
+};
 use envkit::solve::fixture::FixtureRepository;
 
 use crate::can_test;
@@ -44,21 +46,6 @@ fn raw_deb(name: &str, member: &str, bytes: &[u8]) -> Vec<u8> {
         ("control.tar.gz", &control),
         (member, bytes),
     ])
-}
-
-/// A data archive whose one member declares 100 GB and holds a few bytes.
-fn huge_member() -> Vec<u8> {
-    let mut data = Tar::new().dir("./", 0o755).finish();
-    let mut header = tar::Header::new_gnu();
-    header.set_path("./usr/share/huge").unwrap();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_mode(0o644);
-    header.set_size(100 << 30);
-    header.set_cksum();
-    data.truncate(data.len() - 1024);
-    data.extend_from_slice(header.as_bytes());
-    data.extend_from_slice(&[7; 4096]);
-    data
 }
 
 /// One attack: the package, its `.deb`, and words the refusal must hold.
@@ -143,7 +130,7 @@ fn attacks(outside: &Path) -> Vec<Attack> {
         },
         Attack {
             package: "hostile-huge",
-            deb: raw_deb("hostile-huge", "data.tar", &huge_member()),
+            deb: raw_deb("hostile-huge", "data.tar", &huge_member("usr/share/huge")),
             refusal: "hostile-huge",
         },
         Attack {

@@ -544,15 +544,7 @@ fn a_registry_that_asks_for_credentials_serves_a_base_with_the_docker_configs() 
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let htpasswd = dir.path().join("htpasswd");
-    let made = Command::new("htpasswd")
-        .args(["-Bbc"])
-        .arg(&htpasswd)
-        .args(["dev", "s3cret"])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let registry = Registry::start(Some(&htpasswd));
+    let registry = Registry::with_password(dir.path(), "s3cret");
     let address = registry.address.clone();
     let root = busybox_root(dir.path());
     let container = buildah(dir.path(), &["from", "scratch"]);

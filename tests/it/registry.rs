@@ -73,6 +73,20 @@ impl Registry {
         registry
     }
 
+    /// One that asks for Basic credentials: the user `dev` with `password` (its file under
+    /// `dir`).
+    pub fn with_password(dir: &Path, password: &str) -> Registry {
+        let htpasswd = dir.join("htpasswd");
+        let made = Command::new("htpasswd")
+            .args(["-Bbc"])
+            .arg(&htpasswd)
+            .args(["dev", password])
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+        Registry::start(Some(&htpasswd))
+    }
+
     /// Every layer blob file the registry holds, by its hex digest.
     pub fn blob_path(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap();
@@ -407,15 +421,7 @@ fn a_registry_that_asks_for_credentials_gets_them_from_the_docker_config() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let htpasswd = dir.path().join("htpasswd");
-    let made = Command::new("htpasswd")
-        .args(["-Bbc"])
-        .arg(&htpasswd)
-        .args(["dev", "s3cret"])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let registry = Registry::start(Some(&htpasswd));
+    let registry = Registry::with_password(dir.path(), "s3cret");
     let project = python_project();
     let repository = format!("{}/team/py", registry.address);
     let docker_config = |password: &str| docker_config(dir.path(), &registry.address, password);

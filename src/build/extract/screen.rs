@@ -179,15 +179,7 @@ mod tests {
 
     #[test]
     fn a_member_declaring_more_than_the_stream_holds_is_refused() {
-        let mut data = Tar::new().dir("./", 0o755).finish();
-        let mut header = tar::Header::new_gnu();
-        header.set_path("./huge").unwrap();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_size(100 << 30);
-        header.set_cksum();
-        data.truncate(data.len() - 1024);
-        data.extend_from_slice(header.as_bytes());
-        data.extend_from_slice(&[7; 4096]);
+        let data = crate::debian::testing::huge_member("huge");
         let error = screen("evil-pkg", data.as_slice()).unwrap_err();
         assert!(matches!(error, ExtractError::Archive { .. }), "{error}");
     }
