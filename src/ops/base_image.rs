@@ -334,3 +334,76 @@ impl RunConfig {
         }
     }
 }
+
+/// `spec` with what the registry images it and its peers start from declare, where env.kdl is
+/// silent: a peer's ports from ExposedPorts, and a named volume (named after its path) for
+/// each VOLUME no `volume` or `mount` already covers. Read offline, from the locks and the
+/// records of images pulled before; an image not pulled yet declares nothing until it is.
+pub fn with_image_declarations(spec: &Spec) -> Spec {
+    let mut completed = spec.clone();
+    let lock = crate::solve::stage::lock_path(&spec.origin.file);
+    declare(&mut completed, &lock, &crate::paths::cache_dir());
+    completed
+}
+
+/// Whether `spec` or any of its peers starts from a registry image.
+pub fn starts_from_an_image(spec: &Spec) -> bool {
+    matches!(spec.base, crate::spec::Base::Image { .. })
+        || spec
+            .peers
+            .iter()
+            .any(|peer| starts_from_an_image(&peer.spec))
+}
+
+/// Whether the lock at `lock` pins a registry image envkit has read the config of.
+pub fn is_recorded(spec: &Spec, lock: &Path) -> bool {
+    locked_digest(spec, lock)
+        .is_some_and(|digest| read_record(&crate::paths::cache_dir(), &digest).is_some())
+}
+
+/// The digest the lock at `lock` pins for the image `spec` starts from (none for a lock
+/// of another reference: env.kdl changed since).
+fn locked_digest(spec: &Spec, lock: &Path) -> Option<String> {
+    let crate::spec::Base::Image { reference } = &spec.base else {
+        return None;
+    };
+    crate::solve::stage::read_lock(lock)
+        .ok()
+        .flatten()
+        .and_then(|lock| lock.image)
+        .filter(|image| image.reference == *reference)
+        .map(|image| image.digest)
+}
+
+fn declare(spec: &mut Spec, lock: &Path, cache_dir: &Path) {
+    for peer in &mut spec.peers {
+        let peer_lock = super::peers::peer_lock_path(peer);
+        declare(&mut peer.spec, &peer_lock, cache_dir);
+    }
+    let Some(digest) = locked_digest(spec, lock) else {
+        return;
+    };
+    if let Some(image) = recorded(cache_dir, &digest) {
+        apply_declarations(spec, &image.config);
+    }
+}
+
+fn apply_declarations(spec: &mut Spec, config: &ImageConfig) {
+    if spec.ports.is_empty() {
+        spec.ports = config.exposed_ports.clone();
+    }
+    for path in &config.volumes {
+        // A VOLUME envkit could not mount there (`/`, `/proc`, a relative path) is left
+        // to the image's own content, as an anonymous volume would start.
+        let Ok(at) = crate::spec::rules::mount_target(path) else {
+            continue;
+        };
+        let covered = spec.volumes.iter().any(|volume| volume.at == at)
+            || spec.mounts.iter().any(|mount| mount.at == at);
+        let name = crate::spec::rules::sanitize_host_name(&at);
+        if covered || name.is_empty() || spec.volumes.iter().any(|v| v.name == name) {
+            continue;
+        }
+        spec.volumes.push(crate::spec::Volume { name, at });
+    }
+}

@@ -1,17 +1,20 @@
 //! `env up`, `down`, `ps`, `logs` and the supervisor's entry: each peer's image comes from the
 //! image step (locked and built as any environment's), the lifecycle from `run::peers`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::base_image;
 use super::{Error, LockMode, Project, Result, say};
-use crate::build::image::{BuildError, find_image};
+use crate::build::image::{BuildError, Image, find_image};
 use crate::build::store::Store;
+use crate::run::peers::up::PeerImage;
 use crate::run::peers::{self, Host, ProjectPeers, listing, log::LogFollower};
-use crate::spec::Peer;
+use crate::spec::{Base, Peer};
 
 /// A peer's lock: beside its own file, or for an inline peer `<file>.<peer>.lock` beside the
 /// file holding it.
-pub(super) fn peer_lock_path(peer: &Peer) -> PathBuf {
+pub(crate) fn peer_lock_path(peer: &Peer) -> PathBuf {
     match &peer.file {
         Some(file) => crate::solve::stage::lock_path(file),
         None => peer
@@ -42,24 +45,59 @@ pub(super) fn named<'a>(project: &'a Project, name: &str) -> Result<&'a Peer> {
         })
 }
 
-/// Starts the peers not running yet, building their images first; returns the `/etc/hosts`
-/// lines naming every peer. What `env up` does, and `env shell` and `env run` first.
-pub fn start(peers: &ProjectPeers<'_>, mode: LockMode) -> Result<Vec<Host>> {
+/// The peers, running.
+pub struct Started {
+    /// The `/etc/hosts` lines naming every peer.
+    pub hosts: Vec<Host>,
+    /// Every peer's address with its ports, to link into a private network.
+    pub ports: Vec<(String, Vec<u16>)>,
+}
+
+/// Starts the peers not running yet, building their images first. What `env up` does, and
+/// `env shell` and `env run` first.
+pub fn start(project: &Project, mode: LockMode) -> Result<Started> {
     let store = Store::default_location();
-    let mut image_for = |peer: &Peer| -> Result<String> {
-        let image = super::image::build_from_lock(&peer.spec, &peer_lock_path(peer), mode, &store)?;
-        Ok(image.name)
+    // A peer from a registry image not pulled yet is pulled before anything reads its ports
+    // and volumes, which the image declares.
+    let mut built: BTreeMap<String, Image> = BTreeMap::new();
+    for peer in peers::peers_in_order(project.spec()) {
+        let lock = peer_lock_path(peer);
+        if matches!(peer.spec.base, Base::Image { .. })
+            && !base_image::is_recorded(&peer.spec, &lock)
+        {
+            let image = super::image::build_from_lock(&peer.spec, &lock, mode, &store)?;
+            built.insert(peer.name.clone(), image);
+        }
+    }
+    let completed =
+        (!built.is_empty()).then(|| base_image::with_image_declarations(project.spec()));
+    let spec = completed.as_ref().unwrap_or(project.spec());
+    let peers = ProjectPeers::new(spec, crate::paths::runtime_dir());
+    let mut image_for = |peer: &Peer| -> Result<PeerImage> {
+        let image = match built.remove(&peer.name) {
+            Some(image) => image,
+            None => super::image::build_from_lock(&peer.spec, &peer_lock_path(peer), mode, &store)?,
+        };
+        let has_command = image.base_config.as_ref().is_some_and(|config| {
+            config.entrypoint.as_ref().is_some_and(|e| !e.is_empty())
+                || config.cmd.as_ref().is_some_and(|c| !c.is_empty())
+        });
+        Ok(PeerImage {
+            name: image.name,
+            has_command,
+        })
     };
-    peers::up::up(peers, &mut image_for, &say)
+    let hosts = peers::up::up(&peers, &mut image_for, &say)?;
+    let ports = peers.ports(&hosts);
+    Ok(Started { hosts, ports })
 }
 
 /// `env up`. Returns how many peers the project has.
 pub fn up(project: &Project, mode: LockMode) -> Result<usize> {
     crate::kernel::userns::enter()?;
-    let peers = project.peers();
-    let count = peers.in_order().len();
+    let count = project.peers().in_order().len();
     if count > 0 {
-        start(&peers, mode)?;
+        start(project, mode)?;
     }
     Ok(count)
 }
@@ -142,6 +180,7 @@ pub fn supervise(project: &Project, name: &str, image: &str, restarts: u32) -> R
         peers: &peers,
         peer,
         layers: image.layers.iter().map(|l| store.tree(&l.key)).collect(),
+        defaults: super::session::image_defaults(&image),
         image: image.name,
         invoker: &entered.invoker,
         restarts,

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use super::{Error, Result};
 use crate::spec::{Loaded, Spec, SpecDiagnostic};
 
-/// A loaded env file (with its peers).
+/// A loaded env file (with its peers), completed with what the registry images it starts
+/// from declare (ports, volumes) once they are pulled.
 pub struct Project {
     pub loaded: Loaded,
 }
@@ -18,9 +19,11 @@ impl Project {
             Some(path) => path.to_path_buf(),
             None => crate::spec::discover(&current_dir()?)?,
         };
-        Ok(Project {
-            loaded: crate::spec::load(&path)?,
-        })
+        let mut loaded = crate::spec::load(&path)?;
+        if super::base_image::starts_from_an_image(&loaded.spec) {
+            loaded.spec = super::base_image::with_image_declarations(&loaded.spec);
+        }
+        Ok(Project { loaded })
     }
 
     pub fn spec(&self) -> &Spec {

@@ -38,13 +38,12 @@ pub fn enter(project: &Project, entry: Entry) -> Result<Ended> {
     let (hosts, linked) = if spec.peers.is_empty() {
         (Vec::new(), Vec::new())
     } else {
-        let peers = project.peers();
-        let hosts = super::peers::start(&peers, entry.lock_mode)?;
+        let started = super::peers::start(project, entry.lock_mode)?;
         let linked = match spec.network {
-            crate::spec::Network::Private => peers.ports(&hosts),
+            crate::spec::Network::Private => started.ports,
             _ => Vec::new(),
         };
-        (hosts, linked)
+        (started.hosts, linked)
     };
     let name = super::image::image_repository(spec);
     let shell = entry.command.is_empty();

@@ -99,7 +99,10 @@ impl Loader {
                 complete = false;
                 continue;
             };
-            if peer_spec.service.is_none() {
+            // A registry image usually says what it runs (Entrypoint, Cmd); whether this one
+            // does is known once it is pulled, and `env up` says so then.
+            let image_runs_its_own = matches!(peer_spec.base, crate::spec::Base::Image { .. });
+            if peer_spec.service.is_none() && !image_runs_its_own {
                 let where_to = peer_file.as_ref().map_or_else(
                     || "to its block".to_string(),
                     |path| format!("to `{}`", display_name(path)),

@@ -18,7 +18,9 @@ fn busybox_root(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(root.join(folder)).unwrap();
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for tool in ["sh", "ls", "cat", "echo", "pwd", "mkdir", "rm", "id", "env"] {
+    for tool in [
+        "sh", "ls", "cat", "echo", "pwd", "mkdir", "rm", "id", "env", "httpd", "wget",
+    ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(tool)).unwrap();
     }
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
@@ -584,4 +586,131 @@ fn a_registry_that_asks_for_credentials_serves_a_base_with_the_docker_configs() 
     let ran = project.env(&["run", "--", "cat", "/etc/doomed"]);
     assert_eq!(ran.code, Some(0), "{}", ran.transcript());
     assert_eq!(ran.stdout, "deleted above\n");
+}
+
+/// A web server image as image makers write them: an Entrypoint script that counts its starts
+/// in its VOLUME and execs busybox's httpd on the port its Cmd names, listening on every
+/// address; the port exposed; a page of its own in the volume's folder.
+fn push_web_server(dir: &Path, destination: &str) {
+    let root = busybox_root(&dir.join("web"));
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::write(root.join("data/index.html"), "page from the image\n").unwrap();
+    std::fs::write(
+        root.join("start.sh"),
+        "echo \"started in $(pwd) with $GREETING\" >> /data/starts\nexec httpd -f -v -p \"$1\" -h /data\n",
+    )
+    .unwrap();
+    let container = buildah(dir, &["from", "scratch"]);
+    buildah(dir, &["copy", &container, &root.display().to_string(), "/"]);
+    buildah(
+        dir,
+        &[
+            "config",
+            "--env",
+            "GREETING=the image's greeting",
+            "--workingdir",
+            "/srv",
+            "--entrypoint",
+            r#"["/bin/sh", "/start.sh"]"#,
+            "--cmd",
+            "8080",
+            "--port",
+            "8080/tcp",
+            "--volume",
+            "/data",
+            &container,
+        ],
+    );
+    buildah(dir, &["commit", "-q", &container, "localhost/web:latest"]);
+    buildah(
+        dir,
+        &[
+            "push",
+            "--tls-verify=false",
+            "localhost/web:latest",
+            &format!("docker://{destination}"),
+        ],
+    );
+}
+
+#[test]
+fn a_peer_from_an_image_runs_its_entrypoint_on_its_exposed_port_with_its_volume() {
+    if !can_test("peers from registry images") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(None);
+    let address = registry.address.clone();
+    push_web_server(dir.path(), &format!("{address}/web:1"));
+    push_busybox(
+        dir.path(),
+        &busybox_root(dir.path()),
+        "amd64",
+        &format!("{address}/busybox:1"),
+    );
+    // Nothing but the image and a readiness probe: the service, its port and its volume
+    // come from the image's config.
+    let env = format!(
+        "{}peer \"web\" {{\n    base image=\"{address}/web:1\"\n    vars {{\n        GREETING \"env.kdl's greeting\"\n    }}\n    ready tcp=8080\n}}\n",
+        base(&format!("{address}/busybox:1"))
+    );
+    let project = Project::new(&env, &dir.path().join("state"));
+    let fetch = "wget -q -O - http://web:8080/index.html && wget -q -O - http://web:8080/starts";
+
+    let first = project.env(&["run", "--", "sh", "-c", fetch]);
+    assert_eq!(first.code, Some(0), "{}", first.transcript());
+    assert_eq!(
+        first.stdout,
+        "page from the image\nstarted in /srv with env.kdl's greeting\n",
+        "{}",
+        first.transcript()
+    );
+    let ps = project.env(&["ps"]);
+    assert_eq!(ps.code, Some(0), "{}", ps.transcript());
+    assert!(
+        ps.stdout.contains("web") && ps.stdout.contains("8080"),
+        "{}",
+        ps.transcript()
+    );
+    // The service's output is the peer's log: httpd -v logs each response.
+    let logs = project.env(&["logs", "web"]);
+    assert!(
+        logs.stdout.contains("response:200"),
+        "{}",
+        logs.transcript()
+    );
+
+    // The volume outlives the peer: the second start finds the first one's line.
+    let down = project.env(&["down"]);
+    assert_eq!(down.code, Some(0), "{}", down.transcript());
+    let up = project.env(&["up"]);
+    assert_eq!(up.code, Some(0), "{}", up.transcript());
+    let second = project.env(&["run", "--", "sh", "-c", fetch]);
+    assert_eq!(
+        second.stdout,
+        "page from the image\nstarted in /srv with env.kdl's greeting\nstarted in /srv with env.kdl's greeting\n",
+        "{}",
+        second.transcript()
+    );
+    let volumes = project.env(&["volume", "ls"]);
+    assert!(
+        volumes.stdout.contains("web.data"),
+        "{}",
+        volumes.transcript()
+    );
+
+    // `down --volumes` deletes the volume the image declared, as any other.
+    let gone = project.env(&["down", "--volumes", "--yes"]);
+    assert_eq!(gone.code, Some(0), "{}", gone.transcript());
+    let up = project.env(&["up"]);
+    assert_eq!(up.code, Some(0), "{}", up.transcript());
+    let fresh = project.env(&["run", "--", "sh", "-c", fetch]);
+    assert_eq!(
+        fresh.stdout,
+        "page from the image\nstarted in /srv with env.kdl's greeting\n",
+        "{}",
+        fresh.transcript()
+    );
+    let down = project.env(&["down"]);
+    assert_eq!(down.code, Some(0), "{}", down.transcript());
 }

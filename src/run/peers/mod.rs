@@ -48,7 +48,7 @@ pub enum PeerError {
     },
     #[error("no free loopback address is left for peers")]
     NoAddress,
-    #[error("peer `{peer}` has no `service` to run")]
+    #[error("peer `{peer}` has no `service` to run, and its image names no Entrypoint or Cmd")]
     NoService { peer: String },
     /// The peer failed to start or become ready; `output` is the end of its log.
     #[error("peer `{peer}` {why}{}", if output.is_empty() { String::new() } else { format!("\nits last output:\n{output}") })]

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{PeerError, PeerState, ProjectPeers, forward};
 use crate::kernel::userns::Invoker;
-use crate::run::session::{self, Background, SessionRequest};
+use crate::run::session::{self, Background, ImageDefaults, SessionRequest};
 use crate::spec::Peer;
 
 /// The hidden subcommand that runs a supervisor.
@@ -69,6 +69,8 @@ pub struct Supervised<'a> {
     pub layers: Vec<PathBuf>,
     pub invoker: &'a Invoker,
     pub restarts: u32,
+    /// What a registry image the peer starts from runs with.
+    pub defaults: ImageDefaults,
 }
 
 /// Runs the peer until its service ends, keeping its state file current. A peer that cannot
@@ -132,7 +134,7 @@ pub fn supervise(run: &Supervised<'_>) -> Result<(), PeerError> {
         }
     }
     save(&state);
-    let Some(service) = &peer.spec.service else {
+    let Some((command, defaults)) = what_to_run(peer, &run.defaults) else {
         return Ok(());
     };
     let others: Vec<(String, Vec<u16>)> = peers
@@ -149,7 +151,8 @@ pub fn supervise(run: &Supervised<'_>) -> Result<(), PeerError> {
     // A service starts as root and drops to its own user (postgres, redis), as in a
     // container; the invoking user owns nothing of it.
     request.root = true;
-    request.command = vec!["/bin/sh".into(), "-c".into(), service_command(service)];
+    request.command = command;
+    request.image = defaults;
     request.volume_project = peers.project.clone();
     request.volume_prefix = format!("{name}.");
     request.hosts = hosts.iter().filter(|(_, n)| n != name).cloned().collect();
@@ -214,6 +217,20 @@ pub fn supervise(run: &Supervised<'_>) -> Result<(), PeerError> {
     }
     save(&state);
     Ok(())
+}
+
+/// The program a peer runs and the image defaults it runs with: its `service`, through the
+/// shell, in place of a registry image's Entrypoint and Cmd; else those, as the image's
+/// makers run them (no shell: an image may have none).
+fn what_to_run(peer: &Peer, image: &ImageDefaults) -> Option<(Vec<String>, ImageDefaults)> {
+    let mut defaults = image.clone();
+    let entrypoint = std::mem::take(&mut defaults.entrypoint);
+    let cmd = std::mem::take(&mut defaults.cmd);
+    let command = match &peer.spec.service {
+        Some(service) => vec!["/bin/sh".into(), "-c".into(), service_command(service)],
+        None => entrypoint.into_iter().chain(cmd).collect(),
+    };
+    (!command.is_empty()).then_some((command, defaults))
 }
 
 /// The shell text a peer runs: a simple command is `exec`ed, so the service itself is the

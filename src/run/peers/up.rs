@@ -3,12 +3,20 @@
 use super::{Host, PeerError, PeerState, ProjectPeers, Status};
 use crate::spec::Peer;
 
+/// A peer's image, built.
+pub struct PeerImage {
+    pub name: String,
+    /// Whether the image says what to run (a registry image's Entrypoint or Cmd), for a peer
+    /// without `service`.
+    pub has_command: bool,
+}
+
 /// Starts the project's peers that are not running; `image_for` gives the name of a peer's
 /// image, built if need be (building is the caller's: this module only runs images), and
 /// `say` hears which peers start. Returns the `/etc/hosts` lines naming every peer.
 pub fn up<E: From<PeerError>>(
     peers: &ProjectPeers<'_>,
-    image_for: &mut dyn FnMut(&Peer) -> Result<String, E>,
+    image_for: &mut dyn FnMut(&Peer) -> Result<PeerImage, E>,
     say: &dyn Fn(&str),
 ) -> Result<Vec<Host>, E> {
     let hosts = peers.hosts()?;
@@ -27,13 +35,16 @@ pub fn up<E: From<PeerError>>(
             Some((Status::Exited(_), restarts)) => restarts + 1,
             None => 0,
         };
-        if peer.spec.service.is_none() {
+        let PeerImage {
+            name: image,
+            has_command,
+        } = image_for(peer)?;
+        if peer.spec.service.is_none() && !has_command {
             return Err(PeerError::NoService {
                 peer: peer.name.clone(),
             }
             .into());
         }
-        let image = image_for(peer)?;
         say(&format!("starting {} ({image})", peer.name));
         let mut supervisor = super::supervisor::spawn(peers, peer, &image, restarts)?;
         super::ready::wait_ready(peer, &dir, Some(&mut supervisor))?;
