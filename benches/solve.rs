@@ -116,6 +116,7 @@ fn main() {
         architecture: "amd64".into(),
         packages: vec!["python3".into(), "python3-pytest".into()],
         recommends: false,
+        installed: None,
     };
     // What a warm `env lock` does: load the cached index, then solve on it (the first solve
     // decodes the packages it reads).

@@ -403,6 +403,7 @@ mod tests {
                     hard_links: 1,
                     kept_dir_symlinks: 0,
                     ignored_xattrs: Vec::new(),
+                    skipped_special: 0,
                 },
                 "{z:?}"
             );

@@ -2,7 +2,7 @@
 //! in the lock, its layers pulled into the store, its config handed to sessions.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +18,9 @@ use crate::build::layer_kind::LayerKind;
 use crate::build::store::Store;
 use crate::cache::Cache;
 use crate::registry::{Access, Reference};
+use crate::solve::locker::Update;
 use crate::solve::lockfile::{Lock, LockedImage};
+use crate::solve::repository::Freshness;
 use crate::spec::Spec;
 
 /// How a base image's registry is reached: plain HTTP only on this machine's loopback, as
@@ -38,40 +40,155 @@ pub fn current_digest(reference: &str) -> Result<String> {
 }
 
 /// The lock of an environment whose base is the image `reference`: the previous pin when it
-/// is for the same reference and `keep` allows, else the digest the registry gives now.
-pub fn lock(spec: &Spec, reference: &str, previous: Option<&Lock>, keep: bool) -> Result<Lock> {
-    if !spec.packages.is_empty() {
-        return Err(Error::user(
-            format!(
-                "{}: `packages` on an image base is not supported yet",
-                crate::spec::display_name(&spec.origin.file)
-            ),
-            Some(
-                "install them in a `setup` step (it has the network), or start from `base \"debian:RELEASE\"`"
-                    .into(),
-            ),
-        ));
-    }
+/// is for the same reference and `update` does not move everything, else the digest the
+/// registry gives now; `packages` solved against what the image has installed.
+pub fn lock(
+    spec: &Spec,
+    reference: &str,
+    previous: Option<&Lock>,
+    update: &Update,
+    freshness: Freshness,
+) -> Result<Lock> {
     let kept = previous
         .and_then(|lock| lock.image.as_ref())
-        .filter(|image| keep && image.reference == reference)
+        .filter(|image| !matches!(update, Update::Everything) && image.reference == reference)
         .map(|image| image.digest.clone());
-    let digest = match kept {
-        Some(digest) => digest,
-        None => current_digest(reference)?,
+    let image = LockedImage {
+        reference: reference.to_string(),
+        digest: match kept {
+            Some(digest) => digest,
+            None => current_digest(reference)?,
+        },
     };
-    Ok(Lock {
+    if spec.packages.is_empty() {
+        return Ok(Lock {
+            release: String::new(),
+            architecture: crate::paths::debian_architecture().to_string(),
+            recommends: spec.recommends,
+            requested: Vec::new(),
+            indexes: Vec::new(),
+            image: Some(image),
+            packages: Vec::new(),
+        });
+    }
+    let store = Store::default_location();
+    let system = installed_system(&image, &store)?;
+    // Pins of the previous lock hold only while it is on the same image.
+    let previous = previous.filter(|lock| lock.image.as_ref() == Some(&image));
+    let mut lock = crate::solve::stage::solve_on_image(
+        spec,
+        &system.release,
+        system.status,
+        previous,
+        update,
+        freshness,
+    )?;
+    lock.image = Some(image);
+    Ok(lock)
+}
+
+/// What packages are solved against on an image: its Debian release and its dpkg database.
+struct InstalledSystem {
+    release: String,
+    status: String,
+}
+
+/// Pulls `image` and reads its `/etc/os-release` and `/var/lib/dpkg/status`.
+fn installed_system(image: &LockedImage, store: &Store) -> Result<InstalledSystem> {
+    let bare = Lock {
         release: String::new(),
         architecture: crate::paths::debian_architecture().to_string(),
-        recommends: spec.recommends,
+        recommends: false,
         requested: Vec::new(),
         indexes: Vec::new(),
-        image: Some(LockedImage {
-            reference: reference.to_string(),
-            digest,
-        }),
+        image: Some(image.clone()),
         packages: Vec::new(),
+    };
+    ensure(&bare, store)?;
+    let diff_ids = recorded(&crate::paths::cache_dir(), &image.digest)
+        .map(|image| image.diff_ids)
+        .unwrap_or_default();
+    let plan =
+        crate::build::plan::plan(&bare, Some(&diff_ids), &[], &[], Path::new("/"), "/", store)
+            .map_err(BuildError::from)?;
+    let layers: Vec<PathBuf> = plan
+        .layers
+        .iter()
+        .map(|layer| store.tree(&layer.key))
+        .collect();
+    let reference = &image.reference;
+    let refused = |why: String| {
+        Error::user(
+            format!("`packages` cannot be installed on `{reference}`: {why}"),
+            Some(
+                "packages come from Debian's archive and are installed by the image's dpkg: start from a Debian-based image, or install them in a `setup` step"
+                    .into(),
+            ),
+        )
+    };
+    let os_release = read_in_image(&layers, "etc/os-release")
+        .or_else(|| read_in_image(&layers, "usr/lib/os-release"))
+        .ok_or_else(|| refused("it has no /etc/os-release to tell its release".into()))?;
+    let release = debian_release(&String::from_utf8_lossy(&os_release)).map_err(refused)?;
+    let status = read_in_image(&layers, "var/lib/dpkg/status")
+        .ok_or_else(|| refused("it has no dpkg database (/var/lib/dpkg/status)".into()))?;
+    Ok(InstalledSystem {
+        release,
+        status: String::from_utf8_lossy(&status).into_owned(),
     })
+}
+
+/// The Debian release an os-release file names, or why it names none.
+fn debian_release(os_release: &str) -> std::result::Result<String, String> {
+    let field = |name: &str| {
+        os_release.lines().find_map(|line| {
+            let value = line.strip_prefix(name)?.strip_prefix('=')?;
+            Some(value.trim().trim_matches(['"', '\'']).to_string())
+        })
+    };
+    let id = field("ID").unwrap_or_default();
+    if id != "debian" {
+        let name = field("PRETTY_NAME").unwrap_or_else(|| id.clone());
+        return Err(format!("it is {name}, not Debian"));
+    }
+    field("VERSION_CODENAME")
+        .filter(|codename| !codename.is_empty())
+        .ok_or_else(|| "its os-release names no VERSION_CODENAME".to_string())
+}
+
+/// The content of the file at `relative` in the image made of `layers` (bottom first),
+/// following symbolic links inside the image (`/etc/os-release` is one).
+fn read_in_image(layers: &[PathBuf], relative: &str) -> Option<Vec<u8>> {
+    let mut inside = PathBuf::from("/").join(relative);
+    // More links than this in a row is a loop.
+    for _ in 0..16 {
+        let found = crate::run::layers::find(layers, &inside.to_string_lossy())?;
+        let metadata = found.symlink_metadata().ok()?;
+        if !metadata.file_type().is_symlink() {
+            return std::fs::read(found).ok();
+        }
+        let target = std::fs::read_link(&found).ok()?;
+        let base = inside
+            .parent()
+            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        inside = normalize(&base.join(target));
+    }
+    None
+}
+
+/// `/etc/../usr/lib/os-release` as `/usr/lib/os-release`, never above `/`.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            std::path::Component::Normal(part) => out.push(part),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// What envkit keeps of a base image (in the download cache, by manifest digest): enough to
@@ -132,9 +249,13 @@ pub fn ensure(lock: &Lock, store: &Store) -> Result<()> {
         Ok(plan
             .layers
             .iter()
-            .enumerate()
-            .filter(|(_, layer)| !layer.cached)
-            .map(|(index, layer)| (index, layer.key.clone(), layer.parent.clone()))
+            .filter(|layer| !layer.cached)
+            .filter_map(|layer| match layer.kind {
+                LayerKind::Image(n) => {
+                    Some((n as usize - 1, layer.key.clone(), layer.parent.clone()))
+                }
+                _ => None,
+            })
             .collect())
     };
     if let Some(recorded) = &recorded_now

@@ -21,7 +21,7 @@ fn resolve(
     match &spec.base {
         Base::Debian { .. } => Ok(solve(spec, previous, update, freshness)?),
         Base::Image { reference } => {
-            super::base_image::lock(spec, reference, previous, matches!(update, Update::Nothing))
+            super::base_image::lock(spec, reference, previous, update, freshness)
         }
     }
 }

@@ -132,6 +132,9 @@ pub struct Index {
     superseded: Vec<Package>,
 }
 
+/// The suite of the packages an image has installed (see [`Index::add_installed`]).
+pub const INSTALLED_SUITE: &str = "installed";
+
 /// Marks (and versions) the cache format: a new layout gets a new magic.
 const CACHE_MAGIC: &[u8] = b"envkit-index-v1\n";
 
@@ -324,6 +327,47 @@ impl Index {
         }
     }
 
+    /// Makes the packages a dpkg `status` file says are installed (an image's
+    /// `/var/lib/dpkg/status`) the candidates of their names, at the versions installed,
+    /// whatever the archive has: they are what the packages above them are solved against, and
+    /// what dpkg there will find. Returns them (a foreign-architecture package is left out:
+    /// the index holds one architecture). They are in the suite [`INSTALLED_SUITE`].
+    pub fn add_installed(&mut self, status: &str) -> Vec<PackageId> {
+        let suite = match self.suites.iter().position(|s| s == INSTALLED_SUITE) {
+            Some(i) => i,
+            None => {
+                self.suites.push(INSTALLED_SUITE.to_string());
+                self.suites.len() - 1
+            }
+        };
+        let mut installed = Vec::new();
+        for stanza in deb822::stanzas(status) {
+            // `install ok installed`, `hold ok installed`: the last word is the state.
+            let state = stanza
+                .get("Status")
+                .and_then(|s| s.split_whitespace().last());
+            if state != Some("installed") {
+                continue;
+            }
+            let Some(package) = self.read_package(&stanza, suite, String::new(), String::new())
+            else {
+                continue;
+            };
+            let slot = package.name as usize;
+            let id = match self.by_name[slot] {
+                Some(existing) if self.package(existing).version == package.version => existing,
+                Some(existing) => {
+                    let previous = self.replace(existing, package);
+                    self.superseded.push(previous);
+                    existing
+                }
+                None => self.push_new(package),
+            };
+            installed.push(id);
+        }
+        installed
+    }
+
     fn insert(&mut self, package: Package) {
         let slot = package.name as usize;
         match self.by_name[slot] {
@@ -335,13 +379,20 @@ impl Index {
                 self.superseded.push(previous);
             }
             None => {
-                let id = PackageId::try_from(self.packages.len()).unwrap_or(PackageId::MAX);
-                self.heads.push(Head::of(&package));
-                self.packages.push(package);
-                self.by_name[slot] = Some(id);
-                self.register_provides(id);
+                self.push_new(package);
             }
         }
+    }
+
+    /// Adds the first package of its name.
+    fn push_new(&mut self, package: Package) -> PackageId {
+        let slot = package.name as usize;
+        let id = PackageId::try_from(self.packages.len()).unwrap_or(PackageId::MAX);
+        self.heads.push(Head::of(&package));
+        self.packages.push(package);
+        self.by_name[slot] = Some(id);
+        self.register_provides(id);
+        id
     }
 
     /// Puts `package` in `id`'s place and returns what was there.
@@ -395,14 +446,25 @@ impl Index {
     /// A stanza as a candidate, or `None` when it is for another architecture or malformed
     /// (an archive index is trusted for content, not assumed perfect in form).
     fn read_stanza(&mut self, stanza: &deb822::Stanza<'_>, suite: usize) -> Option<Package> {
+        let filename = stanza.get("Filename")?.trim().to_string();
+        let sha256 = stanza.get("SHA256")?.trim().to_string();
+        self.read_package(stanza, suite, filename, sha256)
+    }
+
+    /// A stanza's package and relations; where its file is comes from the caller.
+    fn read_package(
+        &mut self,
+        stanza: &deb822::Stanza<'_>,
+        suite: usize,
+        filename: String,
+        sha256: String,
+    ) -> Option<Package> {
         let architecture = stanza.get("Architecture")?.trim();
         if architecture != "all" && architecture != self.native_architecture {
             return None;
         }
         let name = stanza.get("Package")?.trim();
         let version: Version = stanza.get("Version")?.trim().parse().ok()?;
-        let filename = stanza.get("Filename")?.trim().to_string();
-        let sha256 = stanza.get("SHA256")?.trim().to_string();
         let size = stanza
             .get("Size")
             .and_then(|s| s.trim().parse().ok())

@@ -14,6 +14,10 @@ pub struct Inputs {
     pub architecture: String,
     pub packages: Vec<String>,
     pub recommends: bool,
+    /// The dpkg `status` of the image the packages go on (`base image=`): its installed
+    /// packages are the base set, and the lock's base layer is empty. `None`: a Debian base
+    /// set is chosen from the release.
+    pub installed: Option<String>,
 }
 
 /// Image layers the packages layer may be split into; later requested packages share the
@@ -55,12 +59,26 @@ pub fn lock(
             }
         }
     }
+    let on_image = inputs
+        .installed
+        .as_deref()
+        .map(|status| index.add_installed(status));
     let index = &*index;
-    let base = resolve::resolve_base(index, &inputs.release)?;
-    let essential: HashSet<PackageId> = resolve::resolve_essential(index, &inputs.release)?
-        .packages
-        .into_iter()
-        .collect();
+    let (base_packages, essential): (Vec<PackageId>, HashSet<PackageId>) = match on_image {
+        Some(installed) => (installed, HashSet::new()),
+        None => (
+            resolve::resolve_base(index, &inputs.release)?.packages,
+            resolve::resolve_essential(index, &inputs.release)?
+                .packages
+                .into_iter()
+                .collect(),
+        ),
+    };
+    let base = Resolution {
+        packages: base_packages,
+        requested: Vec::new(),
+        met_by: Default::default(),
+    };
     let request = Request {
         release: &inputs.release,
         installed: &base.packages,
@@ -109,9 +127,15 @@ pub fn lock(
                 (same_group(&met.pre_depends), same_group(&met.depends))
             })
     });
+    // What an image has installed is the image's, not the lock's.
+    let locked_base: &[PackageId] = if inputs.installed.is_some() {
+        &[]
+    } else {
+        &base.packages
+    };
     for (layer, members, batches) in [
-        (Layer::Base, &base.packages, &base_batches),
-        (Layer::Packages, &own, &own_batches),
+        (Layer::Base, locked_base, &base_batches),
+        (Layer::Packages, own.as_slice(), &own_batches),
     ] {
         for &id in members {
             let package = index.package(id);
@@ -352,6 +376,7 @@ SHA256: 06
             architecture: "amd64".into(),
             packages: packages.iter().map(|s| s.to_string()).collect(),
             recommends: false,
+            installed: None,
         }
     }
 
@@ -360,6 +385,60 @@ SHA256: 06
         index.add_packages("bookworm", ARCHIVE);
         index.add_packages("bookworm-security", "Package: libc6\nVersion: 2.36-9+deb12u1\nArchitecture: amd64\nPriority: optional\nFilename: pool/updates/libc6.deb\nSize: 21\nSHA256: 12\n");
         index
+    }
+
+    #[test]
+    fn packages_on_an_image_are_solved_against_what_it_has_installed() {
+        // An older libc6 than the archive's, a package the archive never had, one removed
+        // but configured, one of another architecture.
+        let status = "\
+Package: libc6
+Status: install ok installed
+Version: 2.36-8
+Architecture: amd64
+Priority: optional
+
+Package: vendor-tool
+Status: hold ok installed
+Version: 1.0
+Architecture: amd64
+Provides: python3.11-minimal (= 3.11.2-6)
+
+Package: bash
+Status: deinstall ok config-files
+Version: 5.2
+Architecture: amd64
+
+Package: zlib1g
+Status: install ok installed
+Version: 1:1.2.13
+Architecture: i386
+";
+        let on_image = Inputs {
+            installed: Some(status.into()),
+            ..inputs(&["python3"])
+        };
+        let lock = lock(
+            &mut fresh_index(),
+            Vec::new(),
+            &on_image,
+            None,
+            &Update::Nothing,
+        )
+        .unwrap();
+        let names: Vec<(&str, Layer)> = lock
+            .packages
+            .iter()
+            .map(|p| (p.name.as_str(), p.layer))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("python3", Layer::Packages),
+                ("python3-minimal", Layer::Packages)
+            ],
+            "libc6 and python3.11-minimal (provided) are the image's; no base layer"
+        );
     }
 
     #[test]

@@ -192,7 +192,8 @@ impl Lock {
                 locked: locked_image.map(str::to_string),
                 wanted: image.map(str::to_string),
             });
-        } else if self.release != release {
+        } else if image.is_none() && self.release != release {
+            // An image's release is the image's (its os-release), not env.kdl's.
             reasons.push(Unsat::Release {
                 locked: self.release.clone(),
                 wanted: release.to_string(),
@@ -261,11 +262,19 @@ impl Lock {
         let _ = writeln!(out, "version {LOCK_VERSION}");
         match &self.image {
             Some(image) => {
+                let _ = write!(
+                    out,
+                    "image {} digest={}",
+                    quote(&image.reference),
+                    quote(&image.digest)
+                );
+                // The image's own Debian release, when packages are solved on top of it.
+                if !self.release.is_empty() {
+                    let _ = write!(out, " release={}", quote(&self.release));
+                }
                 let _ = writeln!(
                     out,
-                    "image {} digest={} architecture={} recommends=#{}",
-                    quote(&image.reference),
-                    quote(&image.digest),
+                    " architecture={} recommends=#{}",
                     quote(&self.architecture),
                     self.recommends
                 );
@@ -367,6 +376,9 @@ impl Lock {
                         reference: fields.string_argument()?,
                         digest: fields.string("digest")?,
                     });
+                    if fields.property("release").is_some() {
+                        lock.release = fields.string("release")?;
+                    }
                     lock.architecture = fields.string("architecture")?;
                     lock.recommends = fields.bool("recommends")?;
                 }
@@ -608,6 +620,43 @@ mod tests {
         assert_eq!(
             moved[0].to_string(),
             "the base changed from image 127.0.0.1:5000/app:v1 to a Debian release"
+        );
+    }
+
+    #[test]
+    fn an_image_lock_with_packages_keeps_the_images_release() {
+        let lock = Lock {
+            image: Some(LockedImage {
+                reference: "127.0.0.1:5000/debian:12".into(),
+                digest: format!("sha256:{}", "1".repeat(64)),
+            }),
+            requested: vec!["git".into()],
+            ..sample()
+        };
+        let lock = Lock {
+            packages: lock
+                .packages
+                .iter()
+                .filter(|p| p.layer == Layer::Packages)
+                .cloned()
+                .collect(),
+            ..lock
+        };
+        let text = lock.render();
+        assert!(text.contains("release=\"bookworm\""), "{text}");
+        let mut parsed = Lock::parse(&text).unwrap();
+        parsed.packages.sort_by(|a, b| b.name.cmp(&a.name));
+        assert_eq!(parsed, lock);
+        // env.kdl names no release for an image: the image's own is not a change.
+        assert!(
+            lock.satisfies(
+                Some("127.0.0.1:5000/debian:12"),
+                "",
+                "amd64",
+                &["git".into()],
+                false
+            )
+            .is_ok()
         );
     }
 

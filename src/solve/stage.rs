@@ -103,6 +103,7 @@ pub fn inputs(spec: &Spec) -> Inputs {
         architecture: crate::paths::debian_architecture().to_string(),
         packages: spec.packages.clone(),
         recommends: spec.recommends,
+        installed: None,
     }
 }
 
@@ -129,6 +130,34 @@ pub fn solve(
     update: &Update,
     freshness: Freshness,
 ) -> Result<Lock, SolveError> {
+    solve_inputs(spec, &inputs(spec), previous, update, freshness)
+}
+
+/// Resolves the spec's packages on an image that has `status` (its dpkg database) and is
+/// of `release` (from its `/etc/os-release`).
+pub fn solve_on_image(
+    spec: &Spec,
+    release: &str,
+    status: String,
+    previous: Option<&Lock>,
+    update: &Update,
+    freshness: Freshness,
+) -> Result<Lock, SolveError> {
+    let inputs = Inputs {
+        release: release.to_string(),
+        installed: Some(status),
+        ..inputs(spec)
+    };
+    solve_inputs(spec, &inputs, previous, update, freshness)
+}
+
+fn solve_inputs(
+    spec: &Spec,
+    inputs: &Inputs,
+    previous: Option<&Lock>,
+    update: &Update,
+    freshness: Freshness,
+) -> Result<Lock, SolveError> {
     let mirrors = mirror::for_spec(spec)?;
     let keyring_path = spec
         .mirror
@@ -147,12 +176,11 @@ pub fn solve(
         cache_dir: &cache_dir,
         fetcher: &fetcher,
     };
-    let inputs = inputs(spec);
     let mut release = repository.load(&inputs.release, &inputs.architecture, freshness)?;
     locker::lock(
         &mut release.index,
         release.indexes,
-        &inputs,
+        inputs,
         previous,
         update,
     )

@@ -463,13 +463,18 @@ fn bad_input_is_a_clear_error_and_the_store_is_unchanged() {
         &format!("{}packages \"jq\"\n", base(&format!("{address}/busybox:1"))),
         state.path(),
     );
+    // busybox has no dpkg and no os-release: nothing to install Debian's packages with.
     let refused = with_packages.env(&["lock"]);
     assert_ne!(refused.code, Some(0), "{}", refused.transcript());
     assert!(
-        refused.stderr.contains("`packages` on an image base"),
+        refused
+            .stderr
+            .contains("`packages` cannot be installed on `")
+            && refused.stderr.contains("no /etc/os-release"),
         "{}",
         refused.transcript()
     );
+    assert!(!with_packages.dir.path().join("env.lock").exists());
 
     // The tag moves: `--check` says so, a plain lock keeps the pin, `--update` moves it.
     let pinned = Project::new(&base(&format!("{address}/busybox:1")), state.path());
@@ -713,4 +718,101 @@ fn a_peer_from_an_image_runs_its_entrypoint_on_its_exposed_port_with_its_volume(
     );
     let down = project.env(&["down"]);
     assert_eq!(down.code, Some(0), "{}", down.transcript());
+}
+
+/// A Debian root made by mmdebstrap (minbase, from the machine's apt sources), imported by
+/// podman as a one-layer image and pushed to `destination`.
+fn push_debian(dir: &Path, podman: &Podman, destination: &str) {
+    let tarball = dir.join("debian-root.tar");
+    let made = run(Command::new("mmdebstrap")
+        .args(["--quiet", "--variant=minbase", "bookworm"])
+        .arg(&tarball));
+    assert_eq!(made.code, Some(0), "mmdebstrap: {}", made.transcript());
+    let imported = podman.run(&[
+        "import",
+        "--change",
+        "CMD [\"/bin/bash\"]",
+        &tarball.display().to_string(),
+        "localhost/debian-root:12",
+    ]);
+    assert_eq!(imported.code, Some(0), "{}", imported.transcript());
+    let pushed = podman.run(&["push", "localhost/debian-root:12", destination]);
+    assert_eq!(pushed.code, Some(0), "{}", pushed.transcript());
+}
+
+#[test]
+fn debian_packages_go_on_a_debian_image_solved_against_what_it_has() {
+    if !can_test("Debian packages on a registry image") {
+        return;
+    }
+    if Command::new("mmdebstrap")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            !crate::common::must_work(),
+            "ENVKIT_MUST_WORK=1 but this test needs mmdebstrap (scripts/setup installs it)"
+        );
+        eprintln!("skipped: needs mmdebstrap");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(None);
+    let address = registry.address.clone();
+    let podman = Podman::trusting(&[&address]);
+    let reference = format!("{address}/debian:12");
+    push_debian(dir.path(), &podman, &reference);
+    let env = format!("{}packages \"jq\"\n", base(&reference));
+
+    let project = Project::new(&env, &dir.path().join("state-1"));
+    let ran = project.env(&["run", "--", "jq", "--version"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.transcript());
+    assert!(ran.stdout.starts_with("jq-1."), "{}", ran.transcript());
+    // The lock pins the image and the image's release, and only what the image lacks.
+    let lock = project.lock();
+    let digest = digest_of(&reference);
+    assert!(
+        lock.contains(&format!(
+            "image \"{reference}\" digest=\"{digest}\" release=\"bookworm\""
+        )),
+        "{lock}"
+    );
+    for package in ["jq", "libjq1", "libonig5"] {
+        assert!(
+            lock.contains(&format!("package \"{package}\"")),
+            "{package}: {lock}"
+        );
+    }
+    for in_the_image in ["libc6", "dpkg", "bash"] {
+        assert!(
+            !lock.contains(&format!("package \"{in_the_image}\"")),
+            "{in_the_image} is the image's: {lock}"
+        );
+    }
+    // dpkg in the environment knows both what the image had and what was added.
+    let dpkg = project.env(&[
+        "run",
+        "--",
+        "dpkg-query",
+        "-W",
+        "-f",
+        "${Package} ${Status}\\n",
+        "jq",
+        "libc6",
+    ]);
+    assert_eq!(dpkg.code, Some(0), "{}", dpkg.transcript());
+    assert_eq!(
+        dpkg.stdout,
+        "jq install ok installed\nlibc6 install ok installed\n",
+        "{}",
+        dpkg.transcript()
+    );
+
+    // Another empty store builds the same layers from the committed lock.
+    let again = Project::new(&env, &dir.path().join("state-2"));
+    std::fs::write(again.dir.path().join("env.lock"), &lock).unwrap();
+    let built = again.env(&["build", "--locked"]);
+    assert_eq!(built.code, Some(0), "{}", built.transcript());
+    assert_eq!(again.diff_ids(), project.diff_ids());
 }

@@ -21,7 +21,8 @@
 //!   by it, and a name that would leave the root is an attack, not a package.
 //! - Device nodes and fifos are refused: Debian binary packages do not ship them (`makedev`
 //!   and friends create them in maintainer scripts), so one in a data archive means the file
-//!   is not what it claims to be.
+//!   is not what it claims to be. In an OCI layer they are left out instead: roots made by
+//!   debootstrap and its kin carry `/dev` nodes, which a session's own `/dev` covers.
 //! - Existing files are unlinked and recreated, never written through; an existing folder is
 //!   kept and gets the entry's owner, mode and time. Folder modes and times are set once the
 //!   whole archive is written: writing into a folder changes its time, and a read-only folder
@@ -140,6 +141,8 @@ pub struct ExtractSummary {
     pub kept_dir_symlinks: u64,
     /// Extended attributes the file system would not take.
     pub ignored_xattrs: Vec<IgnoredXattr>,
+    /// OCI layers only: device nodes and fifos left out.
+    pub skipped_special: u64,
 }
 
 /// An extended attribute from the archive that could not be applied.
@@ -252,6 +255,15 @@ impl Extractor {
             tar::EntryType::Link => {
                 let target = entry.link_name_bytes().map(|t| t.into_owned());
                 self.hard_link(&path, &name, target)
+            }
+            // Image makers' roots (debootstrap's, mmdebstrap's) carry `/dev` nodes; sessions
+            // mount a `/dev` of their own over them, and a device node of the image's
+            // choosing is not one envkit makes on the host: left out, like a rootless engine.
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo
+                if self.options.oci_whiteouts =>
+            {
+                self.summary.skipped_special += 1;
+                Ok(())
             }
             tar::EntryType::Char => Err(self.unsupported(&name, "character device")),
             tar::EntryType::Block => Err(self.unsupported(&name, "block device")),
@@ -941,6 +953,35 @@ mod tests {
                 .hard_link("./y", "./evil/victim");
         });
         assert!(error.starts_with("refusing entry `./y`"), "{error}");
+    }
+
+    #[test]
+    fn an_image_layers_device_nodes_and_fifos_are_left_out() {
+        let dir = tempdir();
+        let mut tar = Tar::new();
+        tar.dir("./dev", 0o755);
+        for (kind, name) in [
+            (tar::EntryType::Char, "./dev/console"),
+            (tar::EntryType::Block, "./dev/sda"),
+            (tar::EntryType::Fifo, "./dev/initctl"),
+        ] {
+            tar.push(kind, name, "", 0o600, 0, 0, b"");
+        }
+        tar.file("./etc/hostname", 0o644, b"image\n");
+        let options = ExtractOptions {
+            oci_whiteouts: true,
+            ..ExtractOptions::default()
+        };
+        let summary = Extractor::open(dir.path(), "image-1", &options)
+            .unwrap()
+            .extract(&tar.finish()[..])
+            .unwrap();
+        assert_eq!(summary.skipped_special, 3);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("dev")).unwrap().count(),
+            0
+        );
+        assert!(dir.path().join("etc/hostname").is_file());
     }
 
     #[test]
