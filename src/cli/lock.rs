@@ -38,8 +38,10 @@ pub fn run(args: &LockArgs, file: Option<&Path>) -> Result<(), Failure> {
         }
         LockOutcome::UpToDate { lock_file, lock } => match &lock.image {
             Some(image) => eprintln!(
-                "{lock_file} is up to date (image {} at {})",
-                image.reference, image.digest
+                "{lock_file} is up to date (image {} at {}{})",
+                image.reference,
+                image.digest,
+                packages_on_image(&lock)
             ),
             None => eprintln!(
                 "{lock_file} is up to date ({} packages from {})",
@@ -62,8 +64,10 @@ pub fn run(args: &LockArgs, file: Option<&Path>) -> Result<(), Failure> {
             let verb = if written { "locked" } else { "unchanged:" };
             if let Some(image) = &lock.image {
                 eprintln!(
-                    "{verb} {lock_file}: image {} at {}",
-                    image.reference, image.digest
+                    "{verb} {lock_file}: image {} at {}{}",
+                    image.reference,
+                    image.digest,
+                    packages_on_image(&lock)
                 );
                 return Ok(());
             }
@@ -74,4 +78,17 @@ pub fn run(args: &LockArgs, file: Option<&Path>) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `, + 3 packages from bookworm (index of DATE)` when packages go on the image.
+fn packages_on_image(lock: &crate::solve::lockfile::Lock) -> String {
+    if lock.packages.is_empty() {
+        return String::new();
+    }
+    let date = lock.indexes.first().map_or("", |i| i.date.as_str());
+    format!(
+        ", + {} packages from {} (index of {date})",
+        lock.packages.len(),
+        lock.release
+    )
 }

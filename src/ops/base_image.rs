@@ -528,3 +528,56 @@ fn apply_declarations(spec: &mut Spec, config: &ImageConfig) {
         spec.volumes.push(crate::spec::Volume { name, at });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_release_comes_from_a_debian_os_release_only() {
+        let bookworm = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+        assert_eq!(debian_release(bookworm).unwrap(), "bookworm");
+        let ubuntu =
+            "PRETTY_NAME=\"Ubuntu 24.04 LTS\"\nID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=noble\n";
+        assert_eq!(
+            debian_release(ubuntu).unwrap_err(),
+            "it is Ubuntu 24.04 LTS, not Debian"
+        );
+        assert_eq!(
+            debian_release("ID=debian\nPRETTY_NAME=\"Debian GNU/Linux\"\n").unwrap_err(),
+            "its os-release names no VERSION_CODENAME"
+        );
+    }
+
+    #[test]
+    fn files_are_read_through_the_images_own_links_and_whiteouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let lower = dir.path().join("lower");
+        let upper = dir.path().join("upper");
+        std::fs::create_dir_all(lower.join("usr/lib")).unwrap();
+        std::fs::create_dir_all(lower.join("etc")).unwrap();
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::fs::write(lower.join("usr/lib/os-release"), "ID=debian\n").unwrap();
+        // The link is in the upper layer, its target in the lower: resolved in the image,
+        // not on the host or in one layer.
+        std::os::unix::fs::symlink("../usr/lib/os-release", upper.join("etc/os-release")).unwrap();
+        std::fs::write(lower.join("etc/hostname"), "gone\n").unwrap();
+        nix::sys::stat::mknod(
+            &upper.join("etc/hostname"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .ok();
+        let layers = [lower, upper.clone()];
+        assert_eq!(
+            read_in_image(&layers, "etc/os-release").unwrap(),
+            b"ID=debian\n"
+        );
+        if upper.join("etc/hostname").exists() {
+            assert_eq!(read_in_image(&layers, "etc/hostname"), None, "whited out");
+        }
+        std::os::unix::fs::symlink("/../../../../etc/loop", upper.join("etc/loop")).unwrap();
+        assert_eq!(read_in_image(&layers, "etc/loop"), None, "a loop ends");
+    }
+}

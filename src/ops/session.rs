@@ -55,7 +55,12 @@ pub fn enter(project: &Project, entry: Entry) -> Result<Ended> {
     );
     request.root = entry.root;
     request.command = entry.command;
-    request.image = image_defaults(&image);
+    request.image = crate::run::session::ImageDefaults {
+        // A developer's session runs as the developer (or root with `--root`), whatever
+        // user the image's makers chose for its service.
+        user: None,
+        ..image_defaults(&image)
+    };
     request.terminal = shell && std::io::stdin().is_terminal();
     request.host_cwd = std::env::current_dir()
         .ok()
@@ -132,5 +137,6 @@ pub(crate) fn image_defaults(
         workdir: config.working_dir.clone(),
         entrypoint: config.entrypoint.clone().unwrap_or_default(),
         cmd: config.cmd.clone().unwrap_or_default(),
+        user: config.user.clone(),
     }
 }

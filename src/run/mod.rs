@@ -7,6 +7,7 @@
 //! - [`terminal`]: the pty `env shell` relays.
 //! - [`ownership`]: taking back files root created in a mount.
 
+pub mod image_user;
 pub mod layers;
 pub mod ownership;
 pub mod peers;

@@ -39,6 +39,8 @@ pub enum RunError {
     Terminal(#[from] TerminalError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    ImageUser(#[from] crate::run::image_user::ImageUserError),
 }
 
 /// What the image an environment starts from says it runs with (a registry image's config);
@@ -53,6 +55,9 @@ pub struct ImageDefaults {
     pub entrypoint: Vec<String>,
     /// `Cmd`.
     pub cmd: Vec<String>,
+    /// `User`: whom a service from the image runs as (a developer's own session runs as
+    /// the developer, so its caller leaves this out).
+    pub user: Option<String>,
 }
 
 /// What to run, where and as whom.
@@ -238,6 +243,22 @@ fn session_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The image's `User`, when it names one other than root, looked up in the image.
+fn image_user(
+    request: &SessionRequest<'_>,
+) -> Result<Option<crate::run::image_user::ImageUser>, RunError> {
+    let Some(user) = request.image.user.as_deref() else {
+        return Ok(None);
+    };
+    let read = |file: &str| {
+        layers::find(&request.layers, &format!("etc/{file}"))
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default()
+    };
+    let resolved = crate::run::image_user::resolve(user, &read("passwd"), &read("group"))?;
+    Ok((resolved.uid != 0).then_some(resolved))
+}
+
 /// Who the program runs as.
 fn run_as(request: &SessionRequest<'_>) -> RunAs {
     if request.root || request.spec.user == User::Root || request.invoker.is_root() {
@@ -276,13 +297,30 @@ fn run_in(
     let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
     std::fs::write(&record_path, bytes).map_err(io("write", &record_path))?;
 
-    let run_as = run_as(request);
-    let shell = shell(request);
-    let home = match run_as {
-        RunAs::User { .. } => format!("/home/{}", request.invoker.name),
-        _ => "/root".to_string(),
+    let image_user = image_user(request)?;
+    let run_as = match &image_user {
+        Some(user) => RunAs::User {
+            uid: user.uid,
+            gid: user.gid,
+        },
+        None => run_as(request),
     };
-    write_identity(request, &upper, run_as, &home, &shell)?;
+    let shell = shell(request);
+    let (user_name, home) = match (&image_user, run_as) {
+        (Some(user), _) => (user.name.clone(), user.home.clone()),
+        (None, RunAs::User { .. }) => (
+            request.invoker.name.clone(),
+            format!("/home/{}", request.invoker.name),
+        ),
+        _ => ("root".to_string(), "/root".to_string()),
+    };
+    // The image's own user is in the image's passwd already: only the invoker is added.
+    let identity_run_as = if image_user.is_some() {
+        RunAs::Root
+    } else {
+        run_as
+    };
+    write_identity(request, &upper, identity_run_as, &home, &shell)?;
 
     let mut binds = Vec::new();
     for mount in &request.spec.mounts {
@@ -361,7 +399,7 @@ fn run_in(
             Network::Host if request.background.is_none() => SandboxNetwork::Host,
             _ => SandboxNetwork::None,
         },
-        environment: environment(request, &home, &shell),
+        environment: environment(request, &user_name, &home, &shell),
         workdir: workdir(request, &home),
         argv,
         log: request.background.as_ref().map(|b| b.log.clone()),
@@ -432,7 +470,12 @@ fn workdir(request: &SessionRequest<'_>, home: &str) -> String {
 }
 
 /// Only TERM, LANG, the env's `vars` and its `pass` list come from outside.
-fn environment(request: &SessionRequest<'_>, home: &str, shell: &str) -> Vec<(String, String)> {
+fn environment(
+    request: &SessionRequest<'_>,
+    user: &str,
+    home: &str,
+    shell: &str,
+) -> Vec<(String, String)> {
     let host = |name: &str| {
         request
             .host_environment
@@ -440,15 +483,11 @@ fn environment(request: &SessionRequest<'_>, home: &str, shell: &str) -> Vec<(St
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
-    let user = match run_as(request) {
-        RunAs::User { .. } => request.invoker.name.clone(),
-        _ => "root".into(),
-    };
     let mut environment: Vec<(String, String)> = vec![
         ("PATH".into(), DEFAULT_PATH.into()),
         ("HOME".into(), home.into()),
-        ("USER".into(), user.clone()),
-        ("LOGNAME".into(), user),
+        ("USER".into(), user.into()),
+        ("LOGNAME".into(), user.into()),
         ("SHELL".into(), shell.into()),
         ("ENVKIT_ENV".into(), request.name.into()),
     ];

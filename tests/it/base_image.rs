@@ -595,18 +595,36 @@ fn a_registry_that_asks_for_credentials_serves_a_base_with_the_docker_configs() 
 
 /// A web server image as image makers write them: an Entrypoint script that counts its starts
 /// in its VOLUME and execs busybox's httpd on the port its Cmd names, listening on every
-/// address; the port exposed; a page of its own in the volume's folder.
+/// address, as the User `www` that owns the volume's folder; the port exposed; a page of its
+/// own in that folder.
 fn push_web_server(dir: &Path, destination: &str) {
     let root = busybox_root(&dir.join("web"));
     std::fs::create_dir_all(root.join("data")).unwrap();
     std::fs::write(root.join("data/index.html"), "page from the image\n").unwrap();
     std::fs::write(
         root.join("start.sh"),
-        "echo \"started in $(pwd) with $GREETING\" >> /data/starts\nexec httpd -f -v -p \"$1\" -h /data\n",
+        "echo \"started in $(pwd) with $GREETING as $(id -un)\" >> /data/starts\nexec httpd -f -v -p \"$1\" -h /data\n",
     )
     .unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nwww:x:1000:1000:web server:/srv:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nwww:x:1000:\n").unwrap();
     let container = buildah(dir, &["from", "scratch"]);
     buildah(dir, &["copy", &container, &root.display().to_string(), "/"]);
+    // The service's user owns its data folder, as the image's makers arrange (an added
+    // tarball keeps its owners).
+    let data = dir.join("web-data.tar");
+    let packed = run(Command::new("tar")
+        .args(["--owner=1000", "--group=1000", "-C"])
+        .arg(&root)
+        .arg("-cf")
+        .arg(&data)
+        .arg("data"));
+    assert_eq!(packed.code, Some(0), "{}", packed.transcript());
+    buildah(dir, &["add", &container, &data.display().to_string(), "/"]);
     buildah(
         dir,
         &[
@@ -623,6 +641,8 @@ fn push_web_server(dir: &Path, destination: &str) {
             "8080/tcp",
             "--volume",
             "/data",
+            "--user",
+            "www",
             &container,
         ],
     );
@@ -666,7 +686,7 @@ fn a_peer_from_an_image_runs_its_entrypoint_on_its_exposed_port_with_its_volume(
     assert_eq!(first.code, Some(0), "{}", first.transcript());
     assert_eq!(
         first.stdout,
-        "page from the image\nstarted in /srv with env.kdl's greeting\n",
+        "page from the image\nstarted in /srv with env.kdl's greeting as www\n",
         "{}",
         first.transcript()
     );
@@ -693,7 +713,7 @@ fn a_peer_from_an_image_runs_its_entrypoint_on_its_exposed_port_with_its_volume(
     let second = project.env(&["run", "--", "sh", "-c", fetch]);
     assert_eq!(
         second.stdout,
-        "page from the image\nstarted in /srv with env.kdl's greeting\nstarted in /srv with env.kdl's greeting\n",
+        "page from the image\nstarted in /srv with env.kdl's greeting as www\nstarted in /srv with env.kdl's greeting as www\n",
         "{}",
         second.transcript()
     );
@@ -712,7 +732,7 @@ fn a_peer_from_an_image_runs_its_entrypoint_on_its_exposed_port_with_its_volume(
     let fresh = project.env(&["run", "--", "sh", "-c", fetch]);
     assert_eq!(
         fresh.stdout,
-        "page from the image\nstarted in /srv with env.kdl's greeting\n",
+        "page from the image\nstarted in /srv with env.kdl's greeting as www\n",
         "{}",
         fresh.transcript()
     );
