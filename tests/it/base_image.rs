@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::common::{Outcome, envkit, run};
 use crate::engines::Podman;
-use crate::registry::{Registry, can_test, docker_config};
+use crate::registry::{Registry, TokenRegistry, can_test, docker_config};
 
 /// A busybox root: the shell and a few tools, root's passwd entry, a file and a folder the
 /// upper layer of some images deletes and replaces.
@@ -551,20 +551,31 @@ fn a_registry_that_asks_for_credentials_serves_a_base_with_the_docker_configs() 
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::with_password(dir.path(), "s3cret");
-    let address = registry.address.clone();
-    let root = busybox_root(dir.path());
-    let container = buildah(dir.path(), &["from", "scratch"]);
-    buildah(
-        dir.path(),
-        &["copy", &container, &root.display().to_string(), "/"],
+    let basic = Registry::with_password(dir.path(), "s3cret");
+    a_private_base_needs_the_docker_configs_credentials(&dir.path().join("basic"), &basic.address);
+
+    // A registry that hands out tokens from a realm of its own: envkit asks it for a pull
+    // token with the Docker config's credentials.
+    let token = TokenRegistry::start();
+    a_private_base_needs_the_docker_configs_credentials(&dir.path().join("token"), &token.address);
+    let requests = token.realm_requests();
+    assert!(
+        requests.iter().any(|request| request["ok"] == true
+            && request["scope"][0] == "repository:team/private:pull"),
+        "{requests:?}"
     );
+}
+
+/// Pushes a busybox image to `address` (which wants `dev:s3cret`) and checks that envkit
+/// locks and runs it with the right Docker config only, saying which registry refused.
+fn a_private_base_needs_the_docker_configs_credentials(dir: &Path, address: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let root = busybox_root(dir);
+    let container = buildah(dir, &["from", "scratch"]);
+    buildah(dir, &["copy", &container, &root.display().to_string(), "/"]);
+    buildah(dir, &["commit", "-q", &container, "localhost/private"]);
     buildah(
-        dir.path(),
-        &["commit", "-q", &container, "localhost/private"],
-    );
-    buildah(
-        dir.path(),
+        dir,
         &[
             "push",
             "--creds",
@@ -574,8 +585,8 @@ fn a_registry_that_asks_for_credentials_serves_a_base_with_the_docker_configs() 
             &format!("docker://{address}/team/private:1"),
         ],
     );
-    let state = tempfile::tempdir().unwrap();
-    let mut project = Project::new(&base(&format!("{address}/team/private:1")), state.path());
+    let state = dir.join("state");
+    let mut project = Project::new(&base(&format!("{address}/team/private:1")), &state);
     let anonymous = project.env(&["lock"]);
     assert_ne!(anonymous.code, Some(0), "{}", anonymous.transcript());
     assert!(
@@ -583,11 +594,12 @@ fn a_registry_that_asks_for_credentials_serves_a_base_with_the_docker_configs() 
         "{}",
         anonymous.transcript()
     );
-    project.docker_config = Some(docker_config(dir.path(), &address, "wrong"));
+    project.docker_config = Some(docker_config(dir, address, "wrong"));
     let wrong = project.env(&["lock"]);
     assert_ne!(wrong.code, Some(0), "{}", wrong.transcript());
-    assert!(wrong.stderr.contains(&address), "{}", wrong.transcript());
-    project.docker_config = Some(docker_config(dir.path(), &address, "s3cret"));
+    assert!(wrong.stderr.contains(address), "{}", wrong.transcript());
+    assert!(!project.dir.path().join("env.lock").exists());
+    project.docker_config = Some(docker_config(dir, address, "s3cret"));
     let ran = project.env(&["run", "--", "cat", "/etc/doomed"]);
     assert_eq!(ran.code, Some(0), "{}", ran.transcript());
     assert_eq!(ran.stdout, "deleted above\n");

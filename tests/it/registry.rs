@@ -945,15 +945,15 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), Realm).serve_forever()
 
 /// A docker-registry that trusts tokens from [`TOKEN_SERVER`], and that server; both stopped
 /// when dropped.
-struct TokenRegistry {
-    address: String,
+pub struct TokenRegistry {
+    pub address: String,
     realm_log: PathBuf,
     children: Vec<Child>,
     _dir: tempfile::TempDir,
 }
 
 impl TokenRegistry {
-    fn start() -> TokenRegistry {
+    pub fn start() -> TokenRegistry {
         let dir = tempfile::tempdir().unwrap();
         let free_port = || {
             TcpListener::bind("127.0.0.1:0")
@@ -1026,7 +1026,7 @@ impl TokenRegistry {
 
     /// The realm's requests so far: each scope asked for, and whether the credentials were
     /// right.
-    fn realm_requests(&self) -> Vec<serde_json::Value> {
+    pub fn realm_requests(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.realm_log)
             .unwrap_or_default()
             .lines()
