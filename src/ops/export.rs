@@ -54,7 +54,7 @@ pub fn export(
     let config = oci_config_with(
         &image.architecture,
         &image.layers,
-        &super::image::image_config(spec, &lock),
+        &super::image::image_config(spec, &lock, image.base_config.as_ref()),
     );
     let archive = Archive {
         image: &image,

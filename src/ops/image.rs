@@ -135,23 +135,60 @@ fn build_and_record(
 /// to run as, so root either way), `command` (else a peer's `service`, else the shell) as Cmd
 /// through `/bin/sh -c`, `port`s exposed, `volume`s declared; labels name the project and the
 /// lock the image was built from; created at the lock's SOURCE_DATE_EPOCH, so the bytes stay
-/// the same.
-pub fn image_config(spec: &Spec, lock: &Lock) -> ImageConfig {
-    let mut env: Vec<String> = Vec::new();
-    if !spec.vars.contains_key("PATH") {
-        env.push(DEFAULT_PATH.to_string());
+/// the same. On a registry image (`base`), its config is the starting point, as `FROM` makes
+/// it: its Env under `vars`, its WorkingDir and User unless env.kdl says otherwise, its
+/// Entrypoint and Cmd unless `command` or `service` replaces both, its ports and volumes
+/// besides env.kdl's.
+pub fn image_config(spec: &Spec, lock: &Lock, base: Option<&ImageConfig>) -> ImageConfig {
+    let mut env: Vec<String> = base
+        .map(|base| {
+            base.env
+                .iter()
+                .filter(|pair| {
+                    let name = pair.split_once('=').map_or(pair.as_str(), |(name, _)| name);
+                    !spec.vars.contains_key(name)
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let has_path = env.iter().any(|pair| pair.starts_with("PATH="));
+    if !spec.vars.contains_key("PATH") && !has_path {
+        env.insert(0, DEFAULT_PATH.to_string());
     }
     env.extend(
         spec.vars
             .iter()
             .map(|(name, value)| format!("{name}={value}")),
     );
-    let cmd = match (&spec.command, &spec.service) {
-        (Some(command), _) | (None, Some(command)) => {
-            vec!["/bin/sh".to_string(), "-c".to_string(), command.clone()]
-        }
-        (None, None) => vec![spec.shell.clone().unwrap_or_else(|| "/bin/bash".into())],
+    let (entrypoint, cmd) = match (&spec.command, &spec.service, base) {
+        (Some(command), _, _) | (None, Some(command), _) => (
+            None,
+            vec!["/bin/sh".to_string(), "-c".to_string(), command.clone()],
+        ),
+        (None, None, Some(base)) if base.entrypoint.is_some() || base.cmd.is_some() => (
+            base.entrypoint.clone(),
+            base.cmd.clone().unwrap_or_default(),
+        ),
+        (None, None, _) => (
+            None,
+            vec![spec.shell.clone().unwrap_or_else(|| "/bin/bash".into())],
+        ),
     };
+    let mut exposed_ports = base
+        .map(|base| base.exposed_ports.clone())
+        .unwrap_or_default();
+    for port in &spec.ports {
+        if !exposed_ports.contains(port) {
+            exposed_ports.push(*port);
+        }
+    }
+    let mut volumes = base.map(|base| base.volumes.clone()).unwrap_or_default();
+    for volume in &spec.volumes {
+        if !volumes.contains(&volume.at) {
+            volumes.push(volume.at.clone());
+        }
+    }
     let repository = image_repository(spec);
     let labels = [
         ("dev.envkit.project", repository.clone()),
@@ -167,19 +204,22 @@ pub fn image_config(spec: &Spec, lock: &Lock) -> ImageConfig {
     .into_iter()
     .map(|(key, value)| (key.to_string(), value))
     .collect();
+    let user = match (spec.user, base.and_then(|base| base.user.clone())) {
+        (crate::spec::User::Host, Some(user)) => user,
+        // Said outright, so an engine's policy (runAsNonRoot, say) sees who it runs as.
+        _ => "0:0".into(),
+    };
     ImageConfig {
         env,
-        working_dir: spec.workdir.clone(),
-        // Said outright, so an engine's policy (runAsNonRoot, say) sees who it runs as.
-        user: Some("0:0".into()),
-        entrypoint: None,
+        working_dir: spec
+            .workdir
+            .clone()
+            .or_else(|| base.and_then(|base| base.working_dir.clone())),
+        user: Some(user),
+        entrypoint,
         cmd: Some(cmd),
-        exposed_ports: spec.ports.clone(),
-        volumes: spec
-            .volumes
-            .iter()
-            .map(|volume| volume.at.clone())
-            .collect(),
+        exposed_ports,
+        volumes,
         labels,
         created: Some(crate::civil_time::rfc3339(
             crate::build::base::source_date_epoch(lock),
@@ -264,5 +304,87 @@ impl ImageContext {
         let name = image_name(&inputs, &plan);
         let image = find_image(store, &name)?;
         Ok((name, image))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn spec(text: &str) -> Spec {
+        crate::spec::load_text(Path::new("/project/env.kdl"), text)
+            .unwrap()
+            .spec
+    }
+
+    fn lock() -> Lock {
+        Lock {
+            release: String::new(),
+            architecture: "amd64".into(),
+            recommends: false,
+            requested: Vec::new(),
+            indexes: Vec::new(),
+            image: None,
+            packages: Vec::new(),
+        }
+    }
+
+    fn postgres() -> ImageConfig {
+        ImageConfig {
+            env: vec![
+                "PATH=/usr/lib/postgresql/16/bin:/usr/bin:/bin".into(),
+                "PGDATA=/var/lib/postgresql/data".into(),
+                "LANG=en_US.utf8".into(),
+            ],
+            working_dir: Some("/var/lib/postgresql".into()),
+            user: Some("postgres".into()),
+            entrypoint: Some(vec!["docker-entrypoint.sh".into()]),
+            cmd: Some(vec!["postgres".into()]),
+            exposed_ports: vec![5432],
+            volumes: vec!["/var/lib/postgresql/data".into()],
+            ..ImageConfig::default()
+        }
+    }
+
+    #[test]
+    fn an_image_on_a_registry_base_starts_from_its_config() {
+        let base = postgres();
+        let plain = image_config(
+            &spec("base image=\"postgres:16\"\nvars {\n    LANG \"C.UTF-8\"\n}\n"),
+            &lock(),
+            Some(&base),
+        );
+        assert_eq!(
+            plain.env,
+            [
+                "PATH=/usr/lib/postgresql/16/bin:/usr/bin:/bin",
+                "PGDATA=/var/lib/postgresql/data",
+                "LANG=C.UTF-8"
+            ],
+            "the image's PATH kept, `vars` over its Env"
+        );
+        assert_eq!(plain.entrypoint, base.entrypoint);
+        assert_eq!(plain.cmd, base.cmd);
+        assert_eq!(plain.user.as_deref(), Some("postgres"));
+        assert_eq!(plain.working_dir.as_deref(), Some("/var/lib/postgresql"));
+        assert_eq!(plain.exposed_ports, [5432]);
+
+        let own = image_config(
+            &spec(
+                "base image=\"postgres:16\"\ncommand \"postgres -c fsync=off\"\nworkdir \"/srv\"\nuser \"root\"\nport 8080\nvolume \"logs\" at=\"/var/log/app\"\n",
+            ),
+            &lock(),
+            Some(&base),
+        );
+        assert_eq!(
+            own.entrypoint, None,
+            "`command` replaces Entrypoint and Cmd"
+        );
+        assert_eq!(own.cmd.unwrap(), ["/bin/sh", "-c", "postgres -c fsync=off"]);
+        assert_eq!(own.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(own.user.as_deref(), Some("0:0"));
+        assert_eq!(own.exposed_ports, [5432, 8080]);
+        assert_eq!(own.volumes, ["/var/lib/postgresql/data", "/var/log/app"]);
     }
 }

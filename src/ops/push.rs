@@ -124,7 +124,7 @@ pub fn push(
     let config = oci_config_with(
         &image.architecture,
         &image.layers,
-        &crate::ops::image::image_config(spec, &lock),
+        &crate::ops::image::image_config(spec, &lock, image.base_config.as_ref()),
     );
     send_config(&client, &store, &config)?;
     let manifest = push_manifest(&image, clamp, &config, &blobs);
