@@ -73,7 +73,12 @@ impl Cache {
     /// What envkit read of the base image whose manifest has this digest (`sha256:<hex>`).
     pub fn base_image(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-        self.root.join(BASE_IMAGES_DIR).join(format!("{hex}.json"))
+        self.base_images_dir().join(format!("{hex}.json"))
+    }
+
+    /// The folder of those records.
+    pub fn base_images_dir(&self) -> PathBuf {
+        self.root.join(BASE_IMAGES_DIR)
     }
 
     /// The folder of programs that come first on dpkg's PATH while layers are built.

@@ -98,8 +98,9 @@ pub fn sweep(store: &Store, cache_dir: &Path, dry_run: bool) -> Result<Report, G
     sweeper.temporaries()?;
     sweeper.logs(&remaining)?;
     sweeper.partial_records()?;
-    if let Some(needed) = &reach.debs {
-        sweeper.downloads(&Cache::new(cache_dir), needed)?;
+    if let Some(needed) = &reach.downloads {
+        sweeper.downloads(&Cache::new(cache_dir), &needed.debs)?;
+        sweeper.base_images(&Cache::new(cache_dir), &needed.base_images)?;
     }
     sweeper.blobs(&Cache::new(cache_dir))?;
     let mut report = sweeper.report();
@@ -328,6 +329,34 @@ mod tests {
         assert!(roots::scan(&f.store).unwrap().stale.is_empty());
         assert!(f.store.layer_keys().unwrap().is_empty());
         assert!(f.debs().is_empty());
+    }
+
+    #[test]
+    fn only_the_base_images_live_locks_pin_keep_their_records() {
+        let f = Fixture::new();
+        f.layer("image1", None, 10);
+        f.image("one:000000000001", &["image1"]);
+        let cache = Cache::new(&f.cache());
+        let (pinned, forgotten) = (
+            format!("sha256:{}", sha('c')),
+            format!("sha256:{}", sha('d')),
+        );
+        std::fs::create_dir_all(cache.base_images_dir()).unwrap();
+        for digest in [&pinned, &forgotten] {
+            std::fs::write(cache.base_image(digest), b"{}").unwrap();
+        }
+        let lock = f.project("one", "one:000000000001", &[]);
+        let mut on_image = crate::solve::lockfile::Lock::parse(&lock_text(&[])).unwrap();
+        on_image.image = Some(crate::solve::lockfile::LockedImage {
+            reference: "127.0.0.1:5000/app:1".into(),
+            digest: pinned.clone(),
+        });
+        std::fs::write(&lock, on_image.render()).unwrap();
+        roots::record(&f.store, &lock, "one:000000000001").unwrap();
+        let report = collect(&f.store, &f.cache(), false, &|| {}).unwrap();
+        assert_eq!(report.count(Kind::Download), 1, "{:#?}", report.removals);
+        assert!(cache.base_image(&pinned).exists());
+        assert!(!cache.base_image(&forgotten).exists());
     }
 
     #[test]

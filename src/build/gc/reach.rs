@@ -1,5 +1,5 @@
 //! What the live roots reach, which gc keeps: the images they name, those images' layers with
-//! every parent, and the `.deb`s their locks name.
+//! every parent, and the `.deb`s and base image records their locks name.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
@@ -14,9 +14,9 @@ pub(super) struct Reach {
     pub images: HashSet<PathBuf>,
     /// Those images' layers, and every layer's parents.
     pub layers: BTreeSet<String>,
-    /// SHA-256s (lowercase) of the `.deb`s live locks name; `None` when a live lock cannot be
-    /// read, since it may need any of them.
-    pub debs: Option<HashSet<String>>,
+    /// What of the download cache the live locks need; `None` when a live lock cannot be
+    /// read, since it may need any of it.
+    pub downloads: Option<Needed>,
     /// Things the user should know (a damaged record, a lock that cannot be read).
     pub warnings: Vec<String>,
 }
@@ -50,23 +50,38 @@ pub(super) fn reach(store: &Store, live: &[LiveRoot]) -> Result<Reach, StoreErro
             pending.push(parent);
         }
     }
-    reach.debs = needed_debs(live, &mut reach.warnings);
+    reach.downloads = needed_downloads(live, &mut reach.warnings);
     Ok(reach)
 }
 
-/// The `.deb`s the live locks name, or `None` (and a warning) when one cannot be read.
-fn needed_debs(live: &[LiveRoot], warnings: &mut Vec<String>) -> Option<HashSet<String>> {
-    let mut needed = HashSet::new();
+/// What the live locks name in the download cache.
+#[derive(Debug, Default)]
+pub(super) struct Needed {
+    /// SHA-256s (lowercase) of `.deb`s.
+    pub debs: HashSet<String>,
+    /// Manifest digests of registry images pinned as bases, whose records are kept.
+    pub base_images: HashSet<String>,
+}
+
+/// The `.deb`s and base images the live locks name, or `None` (and a warning) when one
+/// cannot be read.
+fn needed_downloads(live: &[LiveRoot], warnings: &mut Vec<String>) -> Option<Needed> {
+    let mut needed = Needed::default();
     for root in live {
         let lock = std::str::from_utf8(&root.lock_bytes)
             .map_err(|e| e.to_string())
             .and_then(|text| crate::solve::lockfile::Lock::parse(text).map_err(|e| e.to_string()));
         match lock {
-            Ok(lock) => needed.extend(
-                lock.packages
-                    .into_iter()
-                    .map(|p| p.sha256.to_ascii_lowercase()),
-            ),
+            Ok(lock) => {
+                needed.debs.extend(
+                    lock.packages
+                        .into_iter()
+                        .map(|p| p.sha256.to_ascii_lowercase()),
+                );
+                needed
+                    .base_images
+                    .extend(lock.image.map(|image| image.digest));
+            }
             Err(error) => {
                 warnings.push(format!(
                     "cannot read `{}` ({error}), so no download was deleted",

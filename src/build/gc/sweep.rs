@@ -328,6 +328,23 @@ impl<'a> Sweeper<'a> {
 
     /// Registry blobs a pull left behind: an interrupted download (`.partial`) or a whole blob
     /// that was never unpacked. A pull still writing one holds its lock and keeps it.
+    /// Deletes the records of base images no live lock pins (read again from the registry
+    /// when a lock pins them once more).
+    pub fn base_images(&mut self, cache: &Cache, needed: &HashSet<String>) -> Result<(), GcError> {
+        let dir = cache.base_images_dir();
+        for (name, path) in entries(&dir).map_err(cache_io(&dir))? {
+            let Some(hex) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if needed.contains(&format!("sha256:{hex}")) {
+                continue;
+            }
+            let what = format!("record of base image sha256:{}", short(hex));
+            self.remove_cached_file(Kind::Download, what, path)?;
+        }
+        Ok(())
+    }
+
     pub fn blobs(&mut self, cache: &Cache) -> Result<(), GcError> {
         let dir = cache.blobs_dir();
         for (name, path) in entries(&dir).map_err(cache_io(&dir))? {
