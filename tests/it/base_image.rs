@@ -750,6 +750,42 @@ fn a_peer_from_an_image_runs_its_entrypoint_on_its_exposed_port_with_its_volume(
     );
     let down = project.env(&["down"]);
     assert_eq!(down.code, Some(0), "{}", down.transcript());
+
+    // The same, committed locks and all, for an unprivileged user: the layers unpack with
+    // their owners into the user's subordinate range, and the service runs as `www` there.
+    if !crate::rootless::can_test("a peer from a registry image, rootless") {
+        return;
+    }
+    let user = crate::rootless::ensure_user(crate::rootless::WITH_RANGE, true);
+    let folders = crate::rootless::UserFolders::new(&user, &env, &project.lock());
+    let web_lock = std::fs::read_to_string(project.dir.path().join("env.web.lock")).unwrap();
+    folders.add_file(&user, "env.web.lock", &web_lock);
+    let rootless = folders.env_as(&user, &["run", "--locked", "--", "sh", "-c", fetch]);
+    assert_eq!(rootless.code, Some(0), "{}", rootless.transcript());
+    assert_eq!(
+        rootless.stdout,
+        "page from the image\nstarted in /srv with env.kdl's greeting as www\n",
+        "{}",
+        rootless.transcript()
+    );
+    let sub_uid = std::fs::read_to_string("/etc/subuid")
+        .unwrap()
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some(user.name.as_str()))
+                .then(|| fields.next().unwrap().parse::<u32>().unwrap())
+        })
+        .unwrap();
+    let owners: Vec<u32> = std::fs::read_dir(folders.store().join("layers-v1"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path().join("tree/data/index.html"))
+        .filter(|page| page.exists())
+        .map(|page| std::os::unix::fs::MetadataExt::uid(&page.metadata().unwrap()))
+        .collect();
+    assert_eq!(owners, [sub_uid + 1000], "www's page, in the user's range");
+    let down = folders.env_as(&user, &["down"]);
+    assert_eq!(down.code, Some(0), "{}", down.transcript());
 }
 
 /// A Debian root made by mmdebstrap (minbase, from the machine's apt sources), imported by

@@ -141,7 +141,9 @@ impl UserFolders {
         ] {
             std::fs::create_dir_all(dir).unwrap();
         }
-        for entry in std::fs::read_dir(shared_cache().join("debs-v1")).unwrap() {
+        // A lock without packages (a registry image's) needs none, and there may be none.
+        let shared = std::fs::read_dir(shared_cache().join("debs-v1"));
+        for entry in shared.into_iter().flatten() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let Some(sha256) = name.strip_suffix(".deb") else {

@@ -224,6 +224,10 @@ pub fn supervise(run: &Supervised<'_>) -> Result<(), PeerError> {
 /// makers run them (no shell: an image may have none).
 fn what_to_run(peer: &Peer, image: &ImageDefaults) -> Option<(Vec<String>, ImageDefaults)> {
     let mut defaults = image.clone();
+    if peer.spec.user == crate::spec::User::Root {
+        // env.kdl's `user "root"` wins over the image's User.
+        defaults.user = None;
+    }
     let entrypoint = std::mem::take(&mut defaults.entrypoint);
     let cmd = std::mem::take(&mut defaults.cmd);
     let command = match &peer.spec.service {
