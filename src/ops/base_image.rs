@@ -14,7 +14,7 @@ use crate::build::download::human_bytes;
 use crate::build::gc::StoreUse;
 use crate::build::image::{BaseImage, BuildError, ImageConfig, LayerBlob};
 use crate::build::import::BlobCompression;
-use crate::build::layer_kind::LayerKind;
+use crate::build::plan::PlannedLayer;
 use crate::build::store::Store;
 use crate::cache::Cache;
 use crate::registry::{Access, Reference};
@@ -61,15 +61,7 @@ pub fn lock(
         },
     };
     if spec.packages.is_empty() {
-        return Ok(Lock {
-            release: String::new(),
-            architecture: crate::paths::debian_architecture().to_string(),
-            recommends: spec.recommends,
-            requested: Vec::new(),
-            indexes: Vec::new(),
-            image: Some(image),
-            packages: Vec::new(),
-        });
+        return Ok(image_only(image, spec.recommends));
     }
     let store = Store::default_location();
     let system = installed_system(&image, &store)?;
@@ -87,6 +79,19 @@ pub fn lock(
     Ok(lock)
 }
 
+/// The lock of the image alone, nothing added.
+fn image_only(image: LockedImage, recommends: bool) -> Lock {
+    Lock {
+        release: String::new(),
+        architecture: crate::paths::debian_architecture().to_string(),
+        recommends,
+        requested: Vec::new(),
+        indexes: Vec::new(),
+        image: Some(image),
+        packages: Vec::new(),
+    }
+}
+
 /// What packages are solved against on an image: its Debian release and its dpkg database.
 struct InstalledSystem {
     release: String,
@@ -95,27 +100,7 @@ struct InstalledSystem {
 
 /// Pulls `image` and reads its `/etc/os-release` and `/var/lib/dpkg/status`.
 fn installed_system(image: &LockedImage, store: &Store) -> Result<InstalledSystem> {
-    let bare = Lock {
-        release: String::new(),
-        architecture: crate::paths::debian_architecture().to_string(),
-        recommends: false,
-        requested: Vec::new(),
-        indexes: Vec::new(),
-        image: Some(image.clone()),
-        packages: Vec::new(),
-    };
-    ensure(&bare, store)?;
-    let diff_ids = recorded(&crate::paths::cache_dir(), &image.digest)
-        .map(|image| image.diff_ids)
-        .unwrap_or_default();
-    let plan =
-        crate::build::plan::plan(&bare, Some(&diff_ids), &[], &[], Path::new("/"), "/", store)
-            .map_err(BuildError::from)?;
-    let layers: Vec<PathBuf> = plan
-        .layers
-        .iter()
-        .map(|layer| store.tree(&layer.key))
-        .collect();
+    let layers = ensure(&image_only(image.clone(), false), store)?;
     let reference = &image.reference;
     let refused = |why: String| {
         Error::user(
@@ -228,40 +213,19 @@ fn read_record(cache_dir: &Path, digest: &str) -> Option<Recorded> {
 /// Makes sure the store holds every layer of the image `lock` pins (when it pins one):
 /// its manifest and config read from the registry by digest once, each missing layer
 /// downloaded, checked against its digest and diff_id, and unpacked with its whiteouts.
-pub fn ensure(lock: &Lock, store: &Store) -> Result<()> {
+/// Returns the image's layer trees, bottom first.
+pub fn ensure(lock: &Lock, store: &Store) -> Result<Vec<PathBuf>> {
     let Some(image) = &lock.image else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let cache_dir = crate::paths::cache_dir();
     let recorded_now = read_record(&cache_dir, &image.digest);
-    // (index, key, parent key) of each image layer the store lacks.
-    let missing = |recorded: &Recorded| -> Result<Vec<(usize, String, Option<String>)>> {
-        let plan = crate::build::plan::plan(
-            lock,
-            Some(&recorded.diff_ids),
-            &[],
-            &[],
-            Path::new("/"),
-            "/",
-            store,
-        )
-        .map_err(BuildError::from)?;
-        Ok(plan
-            .layers
-            .iter()
-            .filter(|layer| !layer.cached)
-            .filter_map(|layer| match layer.kind {
-                LayerKind::Image(n) => {
-                    Some((n as usize - 1, layer.key.clone(), layer.parent.clone()))
-                }
-                _ => None,
-            })
-            .collect())
-    };
-    if let Some(recorded) = &recorded_now
-        && missing(recorded)?.is_empty()
-    {
-        return Ok(());
+    let trees = |layers: &[PlannedLayer]| layers.iter().map(|l| store.tree(&l.key)).collect();
+    if let Some(recorded) = &recorded_now {
+        let layers = image_layers(image, &recorded.diff_ids, store)?;
+        if layers.iter().all(|layer| layer.cached) {
+            return Ok(trees(&layers));
+        }
     }
     let reference = parse_reference(&image.reference)?;
     let client = client(&reference, Access::Pull, transport(&reference))?;
@@ -280,22 +244,25 @@ pub fn ensure(lock: &Lock, store: &Store) -> Result<()> {
             recorded
         }
     };
-    let wanted: Vec<Wanted> = missing(&recorded)?
-        .into_iter()
-        .map(|(index, key, parent)| -> Result<Wanted> {
-            let layer = &recorded.layers[index];
+    let layers = image_layers(image, &recorded.diff_ids, store)?;
+    let wanted: Vec<Wanted> = layers
+        .iter()
+        .enumerate()
+        .filter(|(_, layer)| !layer.cached)
+        .map(|(index, layer)| -> Result<Wanted> {
+            let blob = &recorded.layers[index];
             Ok(Wanted {
-                name: LayerKind::Image(index as u32 + 1).name(),
-                key,
-                kind: LayerKind::Image(index as u32 + 1),
-                parent,
+                name: layer.kind.name(),
+                key: layer.key.clone(),
+                kind: layer.kind.clone(),
+                parent: layer.parent.clone(),
                 diff_id: recorded.diff_ids[index].clone(),
                 blob: LayerBlob {
-                    media_type: layer.media_type.clone(),
-                    digest: layer.digest.clone(),
-                    size: layer.size,
+                    media_type: blob.media_type.clone(),
+                    digest: blob.digest.clone(),
+                    size: blob.size,
                 },
-                compression: compression(&reference, layer)?,
+                compression: compression(&reference, blob)?,
                 foreign: true,
             })
         })
@@ -316,7 +283,26 @@ pub fn ensure(lock: &Lock, store: &Store) -> Result<()> {
         ));
         Ok(())
     })?;
-    Ok(())
+    Ok(trees(&layers))
+}
+
+/// The store layers of `image` (its diff_ids, bottom first), as the plan keys them.
+fn image_layers(
+    image: &LockedImage,
+    diff_ids: &[String],
+    store: &Store,
+) -> Result<Vec<PlannedLayer>> {
+    let plan = crate::build::plan::plan(
+        &image_only(image.clone(), false),
+        Some(diff_ids),
+        &[],
+        &[],
+        Path::new("/"),
+        "/",
+        store,
+    )
+    .map_err(BuildError::from)?;
+    Ok(plan.layers)
 }
 
 /// How a layer is compressed; a layer envkit cannot read (a foreign or non-distributable
