@@ -34,12 +34,18 @@ pub fn run(args: &InspectArgs, file: Option<&Path>) -> Result<(), Failure> {
     } else {
         let mut text = describe(spec, &inspection.hash);
         if let Some(lock) = &inspection.lock {
-            text.push_str(&format!(
-                "{:<11}{} packages from {}\n",
-                "lock",
-                lock.packages.len(),
-                lock.release
-            ));
+            let packages = format!("{} packages from {}", lock.packages.len(), lock.release);
+            let locked = match &lock.image {
+                Some(image) if lock.packages.is_empty() => {
+                    format!("image {} at {}", image.reference, image.digest)
+                }
+                Some(image) => format!(
+                    "image {} at {}, + {packages}",
+                    image.reference, image.digest
+                ),
+                None => packages,
+            };
+            text.push_str(&format!("{:<11}{locked}\n", "lock"));
         }
         text
     };
@@ -85,7 +91,7 @@ fn describe(spec: &Spec, hash: &str) -> String {
 
 /// The lock as DESIGN.md promises scripts: `{"release", "packages": [{"name", "version",
 /// "arch", "sha256", "layer", "requested"}]}`, plus the packages layer's group, the pool path
-/// and suite.
+/// and suite, and for a registry image base its `image` (`reference`, `digest`).
 fn lock_json(lock: &Lock) -> serde_json::Value {
     let packages: Vec<serde_json::Value> = lock
         .packages
@@ -105,5 +111,10 @@ fn lock_json(lock: &Lock) -> serde_json::Value {
             })
         })
         .collect();
-    json!({ "release": lock.release, "architecture": lock.architecture, "packages": packages })
+    let mut document =
+        json!({ "release": lock.release, "architecture": lock.architecture, "packages": packages });
+    if let Some(image) = &lock.image {
+        document["image"] = json!({ "reference": image.reference, "digest": image.digest });
+    }
+    document
 }

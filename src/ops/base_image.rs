@@ -507,10 +507,16 @@ fn apply_declarations(spec: &mut Spec, config: &ImageConfig) {
         };
         let covered = spec.volumes.iter().any(|volume| volume.at == at)
             || spec.mounts.iter().any(|mount| mount.at == at);
-        let name = crate::spec::rules::sanitize_host_name(&at);
-        if covered || name.is_empty() || spec.volumes.iter().any(|v| v.name == name) {
+        let stem = crate::spec::rules::sanitize_host_name(&at);
+        if covered || stem.is_empty() {
             continue;
         }
+        // A `volume` of env.kdl may already have the name: the image's takes the next free.
+        let taken = |name: &str| spec.volumes.iter().any(|v| v.name == name);
+        let name = std::iter::once(stem.clone())
+            .chain((2..).map(|n| format!("{stem}-{n}")))
+            .find(|name| !taken(name))
+            .unwrap_or(stem);
         spec.volumes.push(crate::spec::Volume { name, at });
     }
 }
@@ -532,6 +538,43 @@ mod tests {
         assert_eq!(
             debian_release("ID=debian\nPRETTY_NAME=\"Debian GNU/Linux\"\n").unwrap_err(),
             "its os-release names no VERSION_CODENAME"
+        );
+    }
+
+    #[test]
+    fn an_image_declares_ports_and_volumes_where_env_kdl_is_silent() {
+        let mut spec = crate::spec::load_text(
+            Path::new("/project/env.kdl"),
+            "base image=\"postgres:16\"\nvolume \"var-lib-postgresql-data\" at=\"/srv\"\nvolume \"logs\" at=\"/var/log\"\n",
+        )
+        .unwrap()
+        .spec;
+        let config = ImageConfig {
+            exposed_ports: vec![5432],
+            volumes: vec![
+                "/var/lib/postgresql/data".into(),
+                "/var/log/".into(),
+                "relative".into(),
+                "/proc".into(),
+            ],
+            ..ImageConfig::default()
+        };
+        apply_declarations(&mut spec, &config);
+        apply_declarations(&mut spec, &config);
+        assert_eq!(spec.ports, [5432]);
+        let volumes: Vec<(&str, &str)> = spec
+            .volumes
+            .iter()
+            .map(|v| (v.name.as_str(), v.at.as_str()))
+            .collect();
+        assert_eq!(
+            volumes,
+            [
+                ("var-lib-postgresql-data", "/srv"),
+                ("logs", "/var/log"),
+                ("var-lib-postgresql-data-2", "/var/lib/postgresql/data"),
+            ],
+            "covered, unmountable and repeated paths add nothing"
         );
     }
 

@@ -852,6 +852,10 @@ fn debian_packages_go_on_a_debian_image_solved_against_what_it_has() {
             "{package}: {lock}"
         );
     }
+    let inspect = project.env(&["inspect", "--json"]);
+    let inspected: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(inspected["lock"]["image"]["digest"], digest.as_str());
+    assert_eq!(inspected["lock"]["release"], "bookworm");
     for in_the_image in ["libc6", "dpkg", "bash"] {
         assert!(
             !lock.contains(&format!("package \"{in_the_image}\"")),
