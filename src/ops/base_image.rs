@@ -484,7 +484,7 @@ fn locked_digest(spec: &Spec, lock: &Path) -> Option<String> {
 
 fn declare(spec: &mut Spec, lock: &Path, cache_dir: &Path) {
     for peer in &mut spec.peers {
-        let peer_lock = super::peers::peer_lock_path(peer);
+        let peer_lock = crate::solve::stage::peer_lock_path(peer);
         declare(&mut peer.spec, &peer_lock, cache_dir);
     }
     let Some(digest) = locked_digest(spec, lock) else {

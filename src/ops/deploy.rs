@@ -105,7 +105,7 @@ fn app(project: &Project, mode: LockMode) -> Result<App> {
         ));
     }
     for peer in crate::run::peers::peers_in_order(spec) {
-        let lock = super::peers::peer_lock_path(peer);
+        let lock = crate::solve::stage::peer_lock_path(peer);
         workloads.push(workload(
             &peer.name,
             &peer.spec,

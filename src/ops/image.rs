@@ -227,6 +227,27 @@ pub fn image_config(spec: &Spec, lock: &Lock, base: Option<&ImageConfig>) -> Ima
     }
 }
 
+/// What the registry image an environment starts from runs with, as sessions take it.
+pub(crate) fn image_defaults(
+    image: &crate::build::image::Image,
+) -> crate::run::session::ImageDefaults {
+    let Some(config) = &image.base_config else {
+        return crate::run::session::ImageDefaults::default();
+    };
+    crate::run::session::ImageDefaults {
+        env: config
+            .env
+            .iter()
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+        workdir: config.working_dir.clone(),
+        entrypoint: config.entrypoint.clone().unwrap_or_default(),
+        cmd: config.cmd.clone().unwrap_or_default(),
+        user: config.user.clone(),
+    }
+}
+
 /// Where setup steps see the project: where the env mounts `.`, else `/work`.
 fn project_mount_point(spec: &Spec) -> &str {
     spec.mounts

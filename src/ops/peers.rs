@@ -12,19 +12,6 @@ use crate::run::peers::up::PeerImage;
 use crate::run::peers::{self, Host, ProjectPeers, listing, log::LogFollower};
 use crate::spec::{Base, Peer};
 
-/// A peer's lock: beside its own file, or for an inline peer `<file>.<peer>.lock` beside the
-/// file holding it.
-pub(crate) fn peer_lock_path(peer: &Peer) -> PathBuf {
-    match &peer.file {
-        Some(file) => crate::solve::stage::lock_path(file),
-        None => peer
-            .spec
-            .origin
-            .file
-            .with_extension(format!("{}.lock", peer.name)),
-    }
-}
-
 /// The project's peer called `name`, or an error listing the peers it has.
 pub(super) fn named<'a>(project: &'a Project, name: &str) -> Result<&'a Peer> {
     let peers = crate::run::peers::peers_in_order(project.spec());
@@ -61,7 +48,7 @@ pub fn start(project: &Project, mode: LockMode) -> Result<Started> {
     // and volumes, which the image declares.
     let mut built: BTreeMap<String, Image> = BTreeMap::new();
     for peer in peers::peers_in_order(project.spec()) {
-        let lock = peer_lock_path(peer);
+        let lock = crate::solve::stage::peer_lock_path(peer);
         if matches!(peer.spec.base, Base::Image { .. })
             && !base_image::is_recorded(&peer.spec, &lock)
         {
@@ -76,7 +63,12 @@ pub fn start(project: &Project, mode: LockMode) -> Result<Started> {
     let mut image_for = |peer: &Peer| -> Result<PeerImage> {
         let image = match built.remove(&peer.name) {
             Some(image) => image,
-            None => super::image::build_from_lock(&peer.spec, &peer_lock_path(peer), mode, &store)?,
+            None => super::image::build_from_lock(
+                &peer.spec,
+                &crate::solve::stage::peer_lock_path(peer),
+                mode,
+                &store,
+            )?,
         };
         let has_command = image.base_config.as_ref().is_some_and(|config| {
             config.entrypoint.as_ref().is_some_and(|e| !e.is_empty())
@@ -180,7 +172,7 @@ pub fn supervise(project: &Project, name: &str, image: &str, restarts: u32) -> R
         peers: &peers,
         peer,
         layers: image.layers.iter().map(|l| store.tree(&l.key)).collect(),
-        defaults: super::session::image_defaults(&image),
+        defaults: super::image::image_defaults(&image),
         image: image.name,
         invoker: &entered.invoker,
         restarts,

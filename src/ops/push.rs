@@ -65,7 +65,7 @@ pub fn push(
         }
         Pushing::Peer(name) => {
             let peer = super::peers::named(project, name)?;
-            (&*peer.spec, super::peers::peer_lock_path(peer))
+            (&*peer.spec, crate::solve::stage::peer_lock_path(peer))
         }
     };
     let lock = crate::ops::lock::current_lock_at(spec, &lock_file, mode)?;

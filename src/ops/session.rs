@@ -59,7 +59,7 @@ pub fn enter(project: &Project, entry: Entry) -> Result<Ended> {
         // A developer's session runs as the developer (or root with `--root`), whatever
         // user the image's makers chose for its service.
         user: None,
-        ..image_defaults(&image)
+        ..super::image::image_defaults(&image)
     };
     request.terminal = shell && std::io::stdin().is_terminal();
     request.host_cwd = std::env::current_dir()
@@ -118,25 +118,4 @@ pub fn fix_owner(
         given_back(&invoker.name, &mount.host_path, changed);
     }
     Ok(invoker.name.clone())
-}
-
-/// What the registry image an environment starts from runs with, as sessions take it.
-pub(crate) fn image_defaults(
-    image: &crate::build::image::Image,
-) -> crate::run::session::ImageDefaults {
-    let Some(config) = &image.base_config else {
-        return crate::run::session::ImageDefaults::default();
-    };
-    crate::run::session::ImageDefaults {
-        env: config
-            .env
-            .iter()
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect(),
-        workdir: config.working_dir.clone(),
-        entrypoint: config.entrypoint.clone().unwrap_or_default(),
-        cmd: config.cmd.clone().unwrap_or_default(),
-        user: config.user.clone(),
-    }
 }

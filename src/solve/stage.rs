@@ -79,6 +79,19 @@ pub fn lock_path(env_file: &Path) -> PathBuf {
     env_file.with_extension("lock")
 }
 
+/// A peer's lock: beside its own file, or for an inline peer `<file>.<peer>.lock` beside the
+/// file holding it.
+pub fn peer_lock_path(peer: &crate::spec::Peer) -> PathBuf {
+    match &peer.file {
+        Some(file) => lock_path(file),
+        None => peer
+            .spec
+            .origin
+            .file
+            .with_extension(format!("{}.lock", peer.name)),
+    }
+}
+
 /// Reads the lock beside the env file, if there is one.
 pub fn read_lock(path: &Path) -> Result<Option<Lock>, SolveError> {
     match std::fs::read_to_string(path) {
