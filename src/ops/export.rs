@@ -45,9 +45,9 @@ pub fn export(
     let (name, image) =
         super::image::ImageContext::new(spec, &lock)?.existing_image(spec, &lock, &store)?;
     let Some(image) = image else {
-        return Err(Error::user(
-            format!("`{name}` is not built"),
-            Some("run `env build` first, then `env export`".into()),
+        return Err(super::image::not_built(
+            &name,
+            "run `env build` first, then `env export`",
         ));
     };
     let clamp = crate::build::base::source_date_epoch(&lock);

@@ -248,6 +248,11 @@ pub(crate) fn image_defaults(
     }
 }
 
+/// The error of a command that needs the image `name` built, with what to run first.
+pub fn not_built(name: &str, first: impl Into<String>) -> super::Error {
+    super::Error::user(format!("`{name}` is not built"), Some(first.into()))
+}
+
 /// Where setup steps see the project: where the env mounts `.`, else `/work`.
 fn project_mount_point(spec: &Spec) -> &str {
     spec.mounts

@@ -75,12 +75,12 @@ pub fn push(
     let (name, image) =
         crate::ops::image::ImageContext::new(spec, &lock)?.existing_image(spec, &lock, &store)?;
     let Some(image) = image else {
-        return Err(Error::user(
-            format!("`{name}` is not built"),
-            Some(match what {
-                Pushing::Project => "run `env build` first, then `env push`".into(),
-                Pushing::Peer(_) => "run `env up` (which builds the peers) first".into(),
-            }),
+        return Err(crate::ops::image::not_built(
+            &name,
+            match what {
+                Pushing::Project => "run `env build` first, then `env push`",
+                Pushing::Peer(_) => "run `env up` (which builds the peers) first",
+            },
         ));
     };
     if reference.tag.is_none() {

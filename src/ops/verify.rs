@@ -189,10 +189,7 @@ fn check(
             // Deleted above: the repair's build writes it again.
             return Ok((name, damage));
         }
-        return Err(Error::user(
-            format!("`{name}` is not built"),
-            Some("run `env build` first".into()),
-        ));
+        return Err(super::image::not_built(&name, "run `env build` first"));
     };
     for check in check_layers(store, &image, &lock) {
         let check = check?;
