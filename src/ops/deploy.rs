@@ -1,5 +1,6 @@
 //! `env export --kubernetes` and `--compose`: the project and its peers described for other
-//! engines (`crate::deploy`), each image named by where `env push` sent it, pinned by digest.
+//! engines (`crate::deploy`), each image named by where `env push` sent it (or, for a
+//! registry image env.kdl adds nothing to, where its makers published it), pinned by digest.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -150,19 +151,9 @@ fn workload(
     unpushed: &mut Vec<String>,
 ) -> Result<Workload> {
     let lock = super::lock::current_lock_at(spec, lock_file, mode)?;
-    let (image_name, _) =
-        super::image::ImageContext::new(spec, &lock)?.existing_image(spec, &lock, store)?;
-    let image = match pushed::lookup(store, &image_name) {
-        Some(record) => record.pinned(),
-        None => {
-            let command = if is_peer {
-                format!("env push --peer {name} REGISTRY/REPOSITORY")
-            } else {
-                "env push REGISTRY/REPOSITORY".to_string()
-            };
-            unpushed.push(format!("`{image_name}` ({name}): run `{command}`"));
-            String::new()
-        }
+    let image = match as_its_makers_published(spec, &lock) {
+        Some(reference) => reference,
+        None => pushed_image(name, spec, &lock, is_peer, store, unpushed)?,
     };
     for mount in &spec.mounts {
         say(&format!(
@@ -203,4 +194,91 @@ fn workload(
         ready,
         root: spec.user == User::Root,
     })
+}
+
+/// Where `env push` last sent the image of `spec`, pinned; an image not pushed yet is added to
+/// `unpushed` with the command that pushes it.
+fn pushed_image(
+    name: &str,
+    spec: &Spec,
+    lock: &crate::solve::lockfile::Lock,
+    is_peer: bool,
+    store: &Store,
+    unpushed: &mut Vec<String>,
+) -> Result<String> {
+    let (image_name, _) =
+        super::image::ImageContext::new(spec, lock)?.existing_image(spec, lock, store)?;
+    Ok(match pushed::lookup(store, &image_name) {
+        Some(record) => record.pinned(),
+        None => {
+            let command = if is_peer {
+                format!("env push --peer {name} REGISTRY/REPOSITORY")
+            } else {
+                "env push REGISTRY/REPOSITORY".to_string()
+            };
+            unpushed.push(format!("`{image_name}` ({name}): run `{command}`"));
+            String::new()
+        }
+    })
+}
+
+/// A registry image that env.kdl adds nothing to but settings the description carries itself
+/// (vars, workdir, ports, volumes): the image as its makers published it, pinned by the
+/// lock's digest, with nothing to push.
+fn as_its_makers_published(spec: &Spec, lock: &crate::solve::lockfile::Lock) -> Option<String> {
+    let image = lock.image.as_ref()?;
+    let adds_nothing = lock.packages.is_empty()
+        && spec.setup.is_empty()
+        && spec.copies.is_empty()
+        && spec.service.is_none()
+        && spec.command.is_none();
+    let name = image
+        .reference
+        .split_once('@')
+        .map_or(image.reference.as_str(), |(name, _)| name);
+    adds_nothing.then(|| format!("{name}@{}", image.digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_image_env_kdl_adds_nothing_to_is_described_as_published() {
+        let spec = |text: &str| {
+            crate::spec::load_text(Path::new("/project/env.kdl"), text)
+                .unwrap()
+                .spec
+        };
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let lock = crate::solve::lockfile::Lock {
+            release: String::new(),
+            architecture: "amd64".into(),
+            recommends: false,
+            requested: Vec::new(),
+            indexes: Vec::new(),
+            image: Some(crate::solve::lockfile::LockedImage {
+                reference: "postgres:16".into(),
+                digest: digest.clone(),
+            }),
+            packages: Vec::new(),
+        };
+        let plain = spec(
+            "base image=\"postgres:16\"\nvars {\n    POSTGRES_PASSWORD \"dev\"\n}\nport 5432\n",
+        );
+        assert_eq!(
+            as_its_makers_published(&plain, &lock),
+            Some(format!("postgres:16@{digest}"))
+        );
+        let with_service = spec("base image=\"postgres:16\"\nservice \"postgres -c fsync=off\"\n");
+        assert_eq!(as_its_makers_published(&with_service, &lock), None);
+        let with_setup = spec("base image=\"postgres:16\"\nsetup \"true\"\n");
+        assert_eq!(as_its_makers_published(&with_setup, &lock), None);
+        let debian = spec("base \"debian:bookworm\"\n");
+        let debian_lock = crate::solve::lockfile::Lock {
+            image: None,
+            ..lock
+        };
+        assert_eq!(as_its_makers_published(&debian, &debian_lock), None);
+    }
 }

@@ -714,6 +714,22 @@ fn a_peer_from_an_image_runs_its_entrypoint_on_its_exposed_port_with_its_volume(
         "{}",
         ps.transcript()
     );
+    // Described for Compose, the peer is the image as its makers published it, pinned:
+    // nothing to push, its port and volume carried over.
+    let compose = project.env(&["export", "--compose", "-o", "-"]);
+    assert_eq!(compose.code, Some(0), "{}", compose.transcript());
+    let web_digest = digest_of(&format!("{address}/web:1"));
+    for expected in [
+        format!("image: \"{address}/web:1@{web_digest}\""),
+        "8080".to_string(),
+        "/data".to_string(),
+    ] {
+        assert!(
+            compose.stdout.contains(&expected),
+            "{expected}: {}",
+            compose.transcript()
+        );
+    }
     // The service's output is the peer's log: httpd -v logs each response.
     let logs = project.env(&["logs", "web"]);
     assert!(
