@@ -21,11 +21,13 @@ pub struct ExportArgs {
     format: Format,
     /// Instead of an archive: Kubernetes manifests of the project and its peers (a Deployment
     /// each, a Service per peer, a PersistentVolumeClaim per volume), naming the images
-    /// `env push` sent (default file: NAME.k8s.yaml).
+    /// `env push` sent, or a registry image env.kdl adds nothing to as published (default
+    /// file: NAME.k8s.yaml).
     #[arg(long, conflicts_with_all = ["format", "compose"])]
     kubernetes: bool,
     /// Instead of an archive: a Compose file of the project and its peers, naming the images
-    /// `env push` sent (default file: compose.yaml).
+    /// `env push` sent, or a registry image env.kdl adds nothing to as published (default
+    /// file: compose.yaml).
     #[arg(long, conflicts_with = "format")]
     compose: bool,
     #[command(flatten)]
