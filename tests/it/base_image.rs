@@ -646,7 +646,8 @@ fn push_web_server(dir: &Path, destination: &str) {
             "--workingdir",
             "/srv",
             "--entrypoint",
-            r#"["/bin/sh", "/start.sh"]"#,
+            // By name, found on the PATH, as official images name theirs.
+            r#"["sh", "/start.sh"]"#,
             "--cmd",
             "8080",
             "--port",
