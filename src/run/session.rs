@@ -321,6 +321,18 @@ fn run_in(
         run_as
     };
     write_identity(request, &upper, identity_run_as, &home, &shell)?;
+    if let Some(user) = &image_user {
+        // A home the image lacks was just made for the session: its user's, not root's.
+        let relative = home.trim_start_matches('/');
+        let made = upper.join(relative);
+        if !relative.is_empty()
+            && made.is_dir()
+            && layers::find(&request.layers, relative).is_none()
+        {
+            std::os::unix::fs::chown(&made, Some(user.uid), Some(user.gid))
+                .map_err(io("give", &made))?;
+        }
+    }
 
     let mut binds = Vec::new();
     for mount in &request.spec.mounts {

@@ -607,20 +607,20 @@ fn a_private_base_needs_the_docker_configs_credentials(dir: &Path, address: &str
 
 /// A web server image as image makers write them: an Entrypoint script that counts its starts
 /// in its VOLUME and execs busybox's httpd on the port its Cmd names, listening on every
-/// address, as the User `www` that owns the volume's folder; the port exposed; a page of its
-/// own in that folder.
+/// address, as the User `www` that owns the volume's folder (and writes in a home the image
+/// lacks); the port exposed; a page of its own in that folder.
 fn push_web_server(dir: &Path, destination: &str) {
     let root = busybox_root(&dir.join("web"));
     std::fs::create_dir_all(root.join("data")).unwrap();
     std::fs::write(root.join("data/index.html"), "page from the image\n").unwrap();
     std::fs::write(
         root.join("start.sh"),
-        "echo \"started in $(pwd) with $GREETING as $(id -un)\" >> /data/starts\nexec httpd -f -v -p \"$1\" -h /data\n",
+        "touch \"$HOME/.started\" && echo \"started in $(pwd) with $GREETING as $(id -un)\" >> /data/starts\nexec httpd -f -v -p \"$1\" -h /data\n",
     )
     .unwrap();
     std::fs::write(
         root.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nwww:x:1000:1000:web server:/srv:/bin/sh\n",
+        "root:x:0:0:root:/root:/bin/sh\nwww:x:1000:1000:web server:/home/www:/bin/sh\n",
     )
     .unwrap();
     std::fs::write(root.join("etc/group"), "root:x:0:\nwww:x:1000:\n").unwrap();
