@@ -195,6 +195,17 @@ impl Project {
     }
 }
 
+impl Drop for Project {
+    /// A test that fails halfway leaves no peer running.
+    fn drop(&mut self) {
+        if std::fs::read_to_string(self.dir.path().join("env.kdl"))
+            .is_ok_and(|env| env.contains("peer "))
+        {
+            let _ = self.env(&["down"]);
+        }
+    }
+}
+
 fn base(reference: &str) -> String {
     format!("base image=\"{reference}\"\n")
 }
