@@ -905,4 +905,31 @@ fn debian_packages_go_on_a_debian_image_solved_against_what_it_has() {
     let built = again.env(&["build", "--locked"]);
     assert_eq!(built.code, Some(0), "{}", built.transcript());
     assert_eq!(again.diff_ids(), project.diff_ids());
+
+    // setup, mount, volume and vars work on the image as on any environment.
+    let fuller = Project::new(
+        &format!(
+            "{env}setup \"jq -n '{{made: \\\"by setup\\\"}}' > /etc/made.json\"\n\
+             mount \".\" at=\"/work\"\nvolume \"cache\" at=\"/cache\"\n\
+             vars {{\n    FROM_KDL \"yes\"\n}}\n"
+        ),
+        &dir.path().join("state-1"),
+    );
+    let inside = "jq -r .made /etc/made.json && ls /work/env.kdl && echo \"$FROM_KDL\" && \
+                  cat /cache/kept 2>/dev/null; echo kept > /cache/kept";
+    let first = fuller.env(&["run", "--", "sh", "-c", inside]);
+    assert_eq!(first.code, Some(0), "{}", first.transcript());
+    assert_eq!(
+        first.stdout,
+        "by setup\n/work/env.kdl\nyes\n",
+        "{}",
+        first.transcript()
+    );
+    let second = fuller.env(&["run", "--", "sh", "-c", inside]);
+    assert_eq!(
+        second.stdout,
+        "by setup\n/work/env.kdl\nyes\nkept\n",
+        "{}",
+        second.transcript()
+    );
 }
