@@ -932,4 +932,25 @@ fn debian_packages_go_on_a_debian_image_solved_against_what_it_has() {
         "{}",
         second.transcript()
     );
+
+    // An unprivileged user locks and builds it too: the image pulled into their range, the
+    // same lock, jq installed by the image's dpkg in their namespace.
+    if !crate::rootless::can_test("Debian packages on a registry image, rootless") {
+        return;
+    }
+    let user = crate::rootless::ensure_user(crate::rootless::WITH_RANGE, true);
+    let folders = crate::rootless::UserFolders::new(&user, &env, &lock);
+    std::fs::remove_file(folders.project().join("env.lock")).unwrap();
+    let rootless = folders.env_as(&user, &["run", "--", "jq", "--version"]);
+    assert_eq!(rootless.code, Some(0), "{}", rootless.transcript());
+    assert!(
+        rootless.stdout.starts_with("jq-1."),
+        "{}",
+        rootless.transcript()
+    );
+    assert_eq!(
+        std::fs::read_to_string(folders.project().join("env.lock")).unwrap(),
+        lock,
+        "the user's lock is root's"
+    );
 }
