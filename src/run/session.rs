@@ -250,13 +250,68 @@ fn image_user(
     let Some(user) = request.image.user.as_deref() else {
         return Ok(None);
     };
-    let read = |file: &str| {
-        layers::find(&request.layers, &format!("etc/{file}"))
-            .and_then(|path| std::fs::read_to_string(path).ok())
-            .unwrap_or_default()
-    };
-    let resolved = crate::run::image_user::resolve(user, &read("passwd"), &read("group"))?;
+    let resolved = crate::run::image_user::resolve(
+        user,
+        &image_etc(request, "passwd"),
+        &image_etc(request, "group"),
+    )?;
     Ok((resolved.uid != 0).then_some(resolved))
+}
+
+/// The image's `/etc/FILE` as text, empty when it has none.
+fn image_etc(request: &SessionRequest<'_>, file: &str) -> String {
+    layers::find(&request.layers, &format!("etc/{file}"))
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_default()
+}
+
+/// Who the program runs as, by name and home.
+struct Identity {
+    run_as: RunAs,
+    name: String,
+    home: String,
+    /// The invoking user, whom the session's passwd and group must name (an image's user
+    /// and root are in the image's own).
+    is_invoker: bool,
+}
+
+impl Identity {
+    fn of(request: &SessionRequest<'_>) -> Result<Identity, RunError> {
+        if let Some(user) = image_user(request)? {
+            return Ok(Identity {
+                run_as: RunAs::User {
+                    uid: user.uid,
+                    gid: user.gid,
+                },
+                name: user.name,
+                home: user.home,
+                is_invoker: false,
+            });
+        }
+        let run_as = run_as(request);
+        Ok(match run_as {
+            RunAs::User { .. } => Identity {
+                run_as,
+                name: request.invoker.name.clone(),
+                home: format!("/home/{}", request.invoker.name),
+                is_invoker: true,
+            },
+            _ => Identity {
+                run_as,
+                name: "root".into(),
+                home: "/root".into(),
+                is_invoker: false,
+            },
+        })
+    }
+
+    /// The uid and gid of whoever runs the program.
+    fn ids(&self) -> (u32, u32) {
+        match self.run_as {
+            RunAs::User { uid, gid } => (uid, gid),
+            _ => (0, 0),
+        }
+    }
 }
 
 /// Who the program runs as.
@@ -297,42 +352,10 @@ fn run_in(
     let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
     std::fs::write(&record_path, bytes).map_err(io("write", &record_path))?;
 
-    let image_user = image_user(request)?;
-    let run_as = match &image_user {
-        Some(user) => RunAs::User {
-            uid: user.uid,
-            gid: user.gid,
-        },
-        None => run_as(request),
-    };
+    let identity = Identity::of(request)?;
+    let run_as = identity.run_as;
     let shell = shell(request);
-    let (user_name, home) = match (&image_user, run_as) {
-        (Some(user), _) => (user.name.clone(), user.home.clone()),
-        (None, RunAs::User { .. }) => (
-            request.invoker.name.clone(),
-            format!("/home/{}", request.invoker.name),
-        ),
-        _ => ("root".to_string(), "/root".to_string()),
-    };
-    // The image's own user is in the image's passwd already: only the invoker is added.
-    let identity_run_as = if image_user.is_some() {
-        RunAs::Root
-    } else {
-        run_as
-    };
-    write_identity(request, &upper, identity_run_as, &home, &shell)?;
-    if let Some(user) = &image_user {
-        // A home the image lacks was just made for the session: its user's, not root's.
-        let relative = home.trim_start_matches('/');
-        let made = upper.join(relative);
-        if !relative.is_empty()
-            && made.is_dir()
-            && layers::find(&request.layers, relative).is_none()
-        {
-            std::os::unix::fs::chown(&made, Some(user.uid), Some(user.gid))
-                .map_err(io("give", &made))?;
-        }
-    }
+    write_identity(request, &upper, &identity, &shell)?;
 
     let mut binds = Vec::new();
     for mount in &request.spec.mounts {
@@ -348,10 +371,7 @@ fn run_in(
             readonly: mount.readonly,
         });
     }
-    let owner = match run_as {
-        RunAs::User { uid, gid } => (uid, gid),
-        _ => (0, 0),
-    };
+    let owner = identity.ids();
     for volume in &request.spec.volumes {
         let path = volumes::prepare(
             &request.volumes_dir,
@@ -411,8 +431,8 @@ fn run_in(
             Network::Host if request.background.is_none() => SandboxNetwork::Host,
             _ => SandboxNetwork::None,
         },
-        environment: environment(request, &user_name, &home, &shell),
-        workdir: workdir(request, &home),
+        environment: environment(request, &identity.name, &identity.home, &shell),
+        workdir: workdir(request, &identity.home),
         argv,
         log: request.background.as_ref().map(|b| b.log.clone()),
         run_as,
@@ -538,10 +558,11 @@ fn environment(
 fn write_identity(
     request: &SessionRequest<'_>,
     upper: &Path,
-    run_as: RunAs,
-    home: &str,
+    identity: &Identity,
     shell: &str,
 ) -> Result<(), RunError> {
+    let home = identity.home.as_str();
+    let (uid, gid) = identity.ids();
     let etc = upper.join("etc");
     make_like_image(request, upper, "etc")?;
     let hostname = request.name;
@@ -558,14 +579,9 @@ fn write_identity(
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         files.push(("resolv.conf", resolv));
     }
-    if let RunAs::User { uid, gid } = run_as {
-        let name = &request.invoker.name;
-        let read = |file: &str| {
-            layers::find(&request.layers, &format!("etc/{file}"))
-                .and_then(|path| std::fs::read_to_string(path).ok())
-                .unwrap_or_default()
-        };
-        let mut passwd: String = read("passwd")
+    if identity.is_invoker {
+        let name = &identity.name;
+        let mut passwd: String = image_etc(request, "passwd")
             .lines()
             .filter(|line| {
                 let mut fields = line.split(':');
@@ -575,7 +591,7 @@ fn write_identity(
             .map(|line| format!("{line}\n"))
             .collect();
         passwd.push_str(&format!("{name}:x:{uid}:{gid}:{name}:{home}:{shell}\n"));
-        let mut group = read("group");
+        let mut group = image_etc(request, "group");
         let has_group = group
             .lines()
             .any(|line| line.split(':').nth(2) == Some(&gid.to_string()));
@@ -595,10 +611,12 @@ fn write_identity(
         std::os::unix::fs::chown(&home_dir, Some(uid), Some(gid)).map_err(io("give", &home_dir))?;
         std::fs::set_permissions(&home_dir, std::fs::Permissions::from_mode(0o755))
             .map_err(io("set the mode of", &home_dir))?;
-    } else if layers::find(&request.layers, home.trim_start_matches('/')).is_none() {
-        // Images made by other tools may have no home for root (busybox, distroless).
+    } else if home != "/" && layers::find(&request.layers, home.trim_start_matches('/')).is_none() {
+        // Images made by other tools may have no home for root (busybox, distroless), nor
+        // for the user they name.
         let home_dir = upper.join(home.trim_start_matches('/'));
         std::fs::create_dir_all(&home_dir).map_err(io("create", &home_dir))?;
+        std::os::unix::fs::chown(&home_dir, Some(uid), Some(gid)).map_err(io("give", &home_dir))?;
         std::fs::set_permissions(&home_dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io("set the mode of", &home_dir))?;
     }
