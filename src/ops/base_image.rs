@@ -221,17 +221,20 @@ pub fn ensure(lock: &Lock, store: &Store) -> Result<Vec<PathBuf>> {
     let cache_dir = crate::paths::cache_dir();
     let recorded_now = read_record(&cache_dir, &image.digest);
     let trees = |layers: &[PlannedLayer]| layers.iter().map(|l| store.tree(&l.key)).collect();
-    if let Some(recorded) = &recorded_now {
-        let layers = image_layers(image, &recorded.diff_ids, store)?;
-        if layers.iter().all(|layer| layer.cached) {
-            return Ok(trees(&layers));
-        }
+    let planned_now = match &recorded_now {
+        Some(recorded) => Some(image_layers(image, &recorded.diff_ids, store)?),
+        None => None,
+    };
+    if let Some(layers) = &planned_now
+        && layers.iter().all(|layer| layer.cached)
+    {
+        return Ok(trees(layers));
     }
     let reference = parse_reference(&image.reference)?;
     let client = client(&reference, Access::Pull, transport(&reference))?;
-    let recorded = match recorded_now {
-        Some(recorded) => recorded,
-        None => {
+    let (recorded, layers) = match (recorded_now, planned_now) {
+        (Some(recorded), Some(layers)) => (recorded, layers),
+        _ => {
             let recorded = read_from_registry(&client, &reference, image)?;
             let path = Cache::new(&cache_dir).base_image(&image.digest);
             let bytes = serde_json::to_vec_pretty(&recorded).unwrap_or_default();
@@ -241,10 +244,10 @@ pub fn ensure(lock: &Lock, store: &Store) -> Result<Vec<PathBuf>> {
                     std::io::Error::other(error.to_string()),
                 )
             })?;
-            recorded
+            let layers = image_layers(image, &recorded.diff_ids, store)?;
+            (recorded, layers)
         }
     };
-    let layers = image_layers(image, &recorded.diff_ids, store)?;
     let wanted: Vec<Wanted> = layers
         .iter()
         .enumerate()
