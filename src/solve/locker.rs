@@ -64,7 +64,7 @@ pub fn lock(
         .as_deref()
         .map(|status| index.add_installed(status));
     let index = &*index;
-    let (base_packages, essential): (Vec<PackageId>, HashSet<PackageId>) = match on_image {
+    let (installed, essential): (Vec<PackageId>, HashSet<PackageId>) = match on_image {
         Some(installed) => (installed, HashSet::new()),
         None => (
             resolve::resolve_base(index, &inputs.release)?.packages,
@@ -74,20 +74,21 @@ pub fn lock(
                 .collect(),
         ),
     };
-    let base = Resolution {
-        packages: base_packages,
-        requested: Vec::new(),
-        met_by: Default::default(),
+    // What an image has installed is the image's, not the lock's.
+    let locked_base: &[PackageId] = if inputs.installed.is_some() {
+        &[]
+    } else {
+        &installed
     };
     let request = Request {
         release: &inputs.release,
-        installed: &base.packages,
+        installed: &installed,
         names: &inputs.packages,
         recommends: inputs.recommends,
         requested_by: "your packages",
     };
     let packages = resolve::resolve(index, &request)?;
-    let base_set: HashSet<PackageId> = base.packages.iter().copied().collect();
+    let base_set: HashSet<PackageId> = installed.iter().copied().collect();
     let requested: HashSet<PackageId> = packages.requested.iter().copied().collect();
     let own: Vec<PackageId> = packages
         .packages
@@ -97,10 +98,10 @@ pub fn lock(
         .collect();
     let groups = package_groups(&own, &packages);
     let mut locked = Vec::new();
-    let base_batches = install_batches(&base.packages, |id| {
+    let base_batches = install_batches(locked_base, |id| {
         let package = index.package(id);
         let in_base = |group: &Group| {
-            base.packages
+            locked_base
                 .iter()
                 .copied()
                 .find(|candidate| group.iter().any(|d| index.satisfies(*candidate, d)))
@@ -127,12 +128,6 @@ pub fn lock(
                 (same_group(&met.pre_depends), same_group(&met.depends))
             })
     });
-    // What an image has installed is the image's, not the lock's.
-    let locked_base: &[PackageId] = if inputs.installed.is_some() {
-        &[]
-    } else {
-        &base.packages
-    };
     for (layer, members, batches) in [
         (Layer::Base, locked_base, &base_batches),
         (Layer::Packages, own.as_slice(), &own_batches),
