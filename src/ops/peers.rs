@@ -70,10 +70,9 @@ pub fn start(project: &Project, mode: LockMode) -> Result<Started> {
                 &store,
             )?,
         };
-        let has_command = image.base_config.as_ref().is_some_and(|config| {
-            config.entrypoint.as_ref().is_some_and(|e| !e.is_empty())
-                || config.cmd.as_ref().is_some_and(|c| !c.is_empty())
-        });
+        // What the supervisor would run without a `service`.
+        let defaults = super::image::image_defaults(&image);
+        let has_command = !defaults.entrypoint.is_empty() || !defaults.cmd.is_empty();
         Ok(PeerImage {
             name: image.name,
             has_command,
